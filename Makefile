@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make course` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+OUT ?= runs/$(PROFILE)
+DATA ?= data/synthetic
+
+.PHONY: install course test test-fast bench clean-notebooks data clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+data: install
+	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
+
+course: data
+	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)
+	$(PY) -m affectlab.course report $(OUT)
+
+test: install
+	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests/unit tests/data tests/model
+
+bench: install
+	$(PY) -m benchmarks.run
+
+clean-notebooks: install
+	$(VENV)/bin/nbstripout --keep-output --extra-keys "metadata.widgets cell.metadata.execution" notebooks/*.ipynb
+
+clean:
+	rm -rf runs data/cache

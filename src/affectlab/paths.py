@@ -1,0 +1,58 @@
+"""Where the course keeps its data, caches and runs, and validation of user-given paths.
+
+Chapters run with the notebook folder as working directory, the tests and the runner from the repository
+root; every path is resolved from the project root so both agree. ``AFFECTLAB_HOME`` overrides it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The repository root: $AFFECTLAB_HOME, else the nearest parent of the cwd holding pyproject.toml and
+    notebooks/, else the cwd."""
+    env = os.environ.get("AFFECTLAB_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "notebooks").is_dir():
+            return p
+    return here
+
+
+def data_dir() -> Path:
+    return project_root() / "data"
+
+
+def cache_dir() -> Path:
+    """Cached models and features (git-ignored); safe to delete, rebuilt on demand."""
+    d = data_dir() / "cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def synthetic_root(preset: str = "quick") -> Path:
+    """Where ``make_world`` puts a preset of the synthetic world (``quick`` -> data/synthetic)."""
+    return data_dir() / ("synthetic" if preset == "quick" else f"synthetic-{preset}")
+
+
+def existing_dir(path: str | os.PathLike, what: str = "directory") -> Path:
+    """Validate a user-given directory: a clear error naming it when it is missing or a file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{what} {str(p)!r} does not exist")
+    if not p.is_dir():
+        raise NotADirectoryError(f"{what} {str(p)!r} is not a directory")
+    return p.resolve()
+
+
+def resolve_data_root(data_root: str | os.PathLike | None, preset: str = "quick", seed: int = 0) -> Path:
+    """The chapters' ``data_root`` parameter: None means the synthetic world (generated on first use, a
+    no-op when it is already there); anything else must be an existing directory."""
+    if data_root is None:
+        from affectlab.data.synth import make_world
+
+        return make_world(synthetic_root(preset), preset=preset, seed=seed)
+    return existing_dir(data_root, "data_root")

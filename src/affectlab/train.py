@@ -1,0 +1,170 @@
+"""Training set-ups shared by every chapter: profiles, devices, seeds, fastai Learners, resumable fits and
+caches (of trained models and of per-frame features).
+
+A paper's own settings (its learning rates, epochs, widths) live in that paper's model module as
+``PROFILES``; this module holds what every chapter shares.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from affectlab.paths import cache_dir
+
+PROFILES: dict[str, dict] = {
+    # CPU, the notebooks' default: each chapter in <= 3 minutes on a 2-core laptop.
+    "quick": dict(image_size=64, batch_size=64, num_workers=0, epochs=4, fp16=False, preset="quick"),
+    # The papers' own settings, meant for a GPU and a real dataset (or the `full` synthetic preset).
+    "paper": dict(image_size=112, batch_size=256, num_workers=8, epochs=20, fp16=True, preset="full"),
+}
+
+
+def profile_settings(profile: str) -> dict:
+    """The shared settings of ``profile``, with a clear error for an unknown name."""
+    try:
+        return dict(PROFILES[profile])
+    except KeyError:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else Apple MPS, else CPU; anything else is validated."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
+    return dev
+
+
+def set_seed(seed: int = 0, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (all devices) so a chapter gives the same numbers on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def cache_key(*parts) -> str:
+    """A short stable hash of anything JSON-serialisable (settings, data hashes, model names)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write atomically (a killed run never leaves a half-written cache that later loads as garbage)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(tensors, tmp)
+    tmp.replace(path)
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a cache file written by ``save_tensors``; ``weights_only`` refuses anything that is not tensors."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def cached(name: str, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Return ``compute()``'s dict of tensors, stored under data/cache/<name>-<key>.pt after the first call."""
+    path = cache_dir() / f"{name}-{key}.pt"
+    if path.is_file():
+        try:
+            return load_tensors(path)
+        except Exception as e:  # a corrupt cache is rebuilt, not trusted
+            warnings.warn(f"cache {path.name} is unreadable ({e}); rebuilding it")
+    out = compute()
+    save_tensors(path, out)
+    return out
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, images: Iterable[torch.Tensor], device: str | torch.device = "auto"
+) -> torch.Tensor:
+    """Run ``model`` (images -> [B, D] features) over batches of images, in eval mode, into one [N, D] tensor."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval().to(dev)
+    chunks = [model(x.to(dev)).float().cpu() for x in images]
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def make_learner(
+    dls,
+    model: nn.Module,
+    loss_func: Callable,
+    metrics: Sequence = (),
+    *,
+    device: str | torch.device = "auto",
+    fp16: bool | None = None,
+    path: str | Path | None = None,
+    cbs: Sequence = (),
+    log_name: str | None = None,
+    **kwargs,
+):
+    """A fastai ``Learner`` with the course's defaults: the model and data on ``device``, a CSV log of every
+    epoch when ``log_name`` is given, and mixed precision on CUDA (``fp16=None`` = on CUDA only)."""
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle / lr_find)
+    from fastai.callback.progress import CSVLogger
+    from fastai.learner import Learner
+
+    dev = resolve_device(device)
+    dls.to(dev) if hasattr(dls, "to") else None
+    cbs = list(cbs)
+    if log_name:
+        log_dir = Path(path or cache_dir() / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        cbs.append(CSVLogger(fname=str(log_dir / f"{log_name}.csv")))
+    learn = Learner(dls, model.to(dev), loss_func=loss_func, metrics=list(metrics), cbs=cbs,
+                    path=path or cache_dir(), **kwargs)
+    if fp16 is None:
+        fp16 = dev.type == "cuda"
+    if fp16:
+        learn = learn.to_fp16()
+    return learn
+
+
+def fit_resumable(learn, epochs: int, lr, name: str, one_cycle: bool = True, **kwargs):
+    """Fit, saving model + optimiser after every epoch under ``learn.path/models/<name>_<epoch>``; a rerun
+    after an interruption loads the last finished epoch and continues from there instead of starting over."""
+    from fastai.callback.tracker import SaveModelCallback
+
+    model_dir = Path(learn.path) / learn.model_dir
+    done = sorted(int(p.stem.rsplit("_", 1)[1]) for p in model_dir.glob(f"{name}_*.pth")
+                  if p.stem.rsplit("_", 1)[1].isdigit())
+    start = 0
+    if done:
+        start = done[-1] + 1
+        learn.load(f"{name}_{done[-1]}", with_opt=True)
+    if start >= epochs:
+        return learn
+    cb = SaveModelCallback(every_epoch=True, with_opt=True, fname=name)
+    fit = learn.fit_one_cycle if one_cycle else learn.fit
+    fit(epochs, lr, start_epoch=start, cbs=[cb], **kwargs)
+    return learn
+
+
+def predict(learn, dl=None) -> tuple[dict, dict]:
+    """Predictions and targets of a whole (unshuffled) loader as dicts of tensors, in dataset order.
+
+    fastai's ``get_preds`` cannot reorder dicts, so this asks it not to: evaluation loaders are never
+    shuffled, so their order already is the dataset's.
+    """
+    preds, targs = learn.get_preds(dl=dl, reorder=False)
+    return preds, targs
