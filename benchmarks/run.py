@@ -1,0 +1,64 @@
+"""Run every benchmark and write benchmarks/results.json and benchmarks/RESULTS.md.
+
+    python -m benchmarks.run [--only data models ...]
+
+Each topic module exposes ``run() -> dict`` of named figures; every figure stands beside a reference
+measured in the same run (the matmul peak, the plain loop, the model's own consumption). Timings live here,
+never in the tests.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.reference import machine, matmul_peak_flops
+
+TOPICS = {
+    "data": "benchmarks.bench_data",
+    "models": "benchmarks.bench_models",
+    "temporal_scan": "benchmarks.bench_temporal_scan",
+    "facernet": "benchmarks.bench_facernet",
+}
+HERE = Path(__file__).parent
+
+
+def _markdown(results: dict) -> str:
+    lines = ["# Benchmarks", "", f"Machine: {results['machine']}", "",
+             f"Reference: float32 matmul peak {results['matmul_peak_gflops']:.1f} GFLOP/s (same run).", ""]
+    for topic, figures in results["topics"].items():
+        lines += [f"## {topic}", "", "| figure | value |", "| --- | --- |"]
+        if isinstance(figures, dict):
+            for k, v in figures.items():
+                lines.append(f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
+    args = p.parse_args(argv)
+    results = {"machine": machine(), "matmul_peak_gflops": matmul_peak_flops() / 1e9, "topics": {}}
+    failed = []
+    for topic in args.only or TOPICS:
+        t0 = time.time()
+        print(f"[bench] {topic} ...", flush=True)
+        try:
+            figures = importlib.import_module(TOPICS[topic]).run()
+        except Exception:  # one broken benchmark must not lose the others' figures
+            figures = {"error": traceback.format_exc(limit=3).strip().splitlines()[-1]}
+            failed.append(topic)
+        figures["wall_s"] = round(time.time() - t0, 1)
+        results["topics"][topic] = figures
+        (HERE / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (HERE / "RESULTS.md").write_text(_markdown(results))
+    print(_markdown(results))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
