@@ -1,0 +1,244 @@
+"""Faces in the student's own photos and videos: detect, align by the eyes, crop to the course's 112 px.
+
+Detection uses OpenCV's classical Haar cascades, which ship inside opencv-python-headless 4.x
+(``cv2.data.haarcascades``), so nothing is downloaded (OpenCV 5 dropped them: hence the ``<5`` pin). A
+frontal-face cascade finds the face, an eye cascade in the face's upper half finds the eyes, and one affine
+warp rotates the eyes level, scales the face to the framing of the synthetic world's crops (the face about
+60 % of the crop's width) and cuts the ``size`` x ``size`` crop. When the eyes are not both found the crop is
+made without rotation (``FaceCrop.aligned`` says which).
+
+Then any trained course model can be run over a video (``predict_video``) and its valence / arousal trace
+and expression timeline plotted (``plot_video``). Models trained on the synthetic world are not expected
+to read real faces well: this shows the pipeline, not a working real-world recogniser.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from affectlab.labels import EXPRESSIONS
+
+CROP_SIZE = 112
+FACE_MARGIN = 1.7      # crop side / detected face width: the synthetic crops' framing
+DETECT_MAX_SIDE = 640  # larger images are shrunk for detection only (Haar cost grows with the pixel count)
+
+
+class NoFaceFound(ValueError):
+    """No face was detected; the message names the image and suggests what to try."""
+
+
+@dataclass
+class FaceCrop:
+    crop: np.ndarray          # uint8 RGB [size, size, 3]
+    box: tuple[int, int, int, int]   # x, y, w, h of the detection in the source image
+    eye_angle: float          # degrees the face was rotated to level the eyes (0 when not aligned)
+    aligned: bool             # both eyes found and used
+
+
+@lru_cache(maxsize=None)
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    path = os.path.join(cv2.data.haarcascades, name)
+    clf = cv2.CascadeClassifier(path)
+    if clf.empty():
+        raise RuntimeError(f"OpenCV's Haar cascade {name} is missing from {path}; install opencv-python-headless<5")
+    return clf
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 RGB ``[H, W, 3]``, with a clear error naming the file when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image {str(p)!r} does not exist")
+    bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"image {str(p)!r} could not be decoded (not an image, or a format OpenCV cannot read)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _as_rgb(image) -> tuple[np.ndarray, str]:
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image), str(image)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, -1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an RGB image [H, W, 3]; got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.max() <= 1.0 else arr.astype(np.uint8)
+    return np.ascontiguousarray(arr[..., :3]), "the image"
+
+
+def detect_faces(rgb: np.ndarray, min_size: int = 40) -> np.ndarray:
+    """Frontal faces as boxes ``[N, 4]`` (x, y, w, h) in the image's pixels, largest first."""
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    boxes = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+        small, scaleFactor=1.1, minNeighbors=5, minSize=(max(20, int(min_size * scale)),) * 2)
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) / scale
+    return boxes[np.argsort(-boxes[:, 2] * boxes[:, 3])].round().astype(int)
+
+
+def find_eyes(rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray] | None:
+    """The centres of the left and right eye (in image pixels) inside a face box, or None if not both found.
+
+    Eyes are searched in the box's upper 60 %; the best candidate on each side of the box's centre wins."""
+    x, y, w, h = box
+    roi = cv2.cvtColor(rgb[y:y + int(0.6 * h), x:x + w], cv2.COLOR_RGB2GRAY)
+    if roi.size == 0:
+        return None
+    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(roi, scaleFactor=1.05, minNeighbors=3,
+                                                            minSize=(max(8, w // 10),) * 2,
+                                                            maxSize=(w // 2,) * 2)
+    centres = [np.array([x + ex + ew / 2, y + ey + eh / 2]) for ex, ey, ew, eh in eyes]
+    left = [c for c in centres if c[0] < x + w / 2]
+    right = [c for c in centres if c[0] >= x + w / 2]
+    if not left or not right:
+        return None
+    top = y + 0.2 * h  # eyes sit near 40 % of the box height; prefer the candidates closest to it
+    key = lambda c: abs(c[1] - (top + 0.2 * h))  # noqa: E731
+    return min(left, key=key), min(right, key=key)
+
+
+def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE_MARGIN) -> FaceCrop:
+    """One warp: rotate the eyes level (when both are found), scale the face to the course's framing, crop."""
+    x, y, w, h = (int(v) for v in box)
+    eyes = find_eyes(rgb, (x, y, w, h))
+    angle = 0.0
+    if eyes is not None:
+        (lx, ly), (rx, ry) = eyes
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+        if abs(angle) > 30:  # a false eye detection, not a head tilt: don't trust it
+            eyes, angle = None, 0.0
+    centre = (x + w / 2, y + h / 2)
+    scale = size / (margin * w)
+    m = cv2.getRotationMatrix2D(centre, angle, scale)
+    m[:, 2] += np.array([size / 2, size / 2]) - np.array(centre)  # face centre -> crop centre
+    crop = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return FaceCrop(crop=crop, box=(x, y, w, h), eye_angle=angle, aligned=eyes is not None)
+
+
+def crop_faces(image, size: int = CROP_SIZE, max_faces: int | None = None, min_size: int = 40) -> list[FaceCrop]:
+    """Every frontal face in ``image`` (a path or an RGB array), aligned and cropped to ``size`` px, largest
+    first. Raises ``NoFaceFound`` when there is none."""
+    rgb, name = _as_rgb(image)
+    boxes = detect_faces(rgb, min_size=min_size)
+    if len(boxes) == 0:
+        raise NoFaceFound(
+            f"no face found in {name} ({rgb.shape[1]}x{rgb.shape[0]} px): the Haar cascade needs a frontal, "
+            f"upright face at least {min_size} px wide; try a larger, well-lit, front-facing photo")
+    return [align_crop(rgb, b, size) for b in boxes[:max_faces]]
+
+
+def to_tensor(crops, image_size: int) -> torch.Tensor:
+    """Face crops (uint8 RGB arrays or ``FaceCrop``s) as the normalised batch ``[N, 3, s, s]`` models take."""
+    from affectlab.data.loaders import MEAN, STD
+
+    arrs = [c.crop if isinstance(c, FaceCrop) else np.asarray(c) for c in crops]
+    arrs = [cv2.resize(a, (image_size, image_size), interpolation=cv2.INTER_AREA) for a in arrs]
+    x = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255
+    mean = torch.as_tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.as_tensor(STD, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+# ------------------------------------------------------------------------------------------------- video
+def video_faces(path: str | os.PathLike, every: int = 1, max_frames: int | None = None,
+                size: int = CROP_SIZE) -> Iterator[tuple[int, float, FaceCrop | None]]:
+    """``(frame index, time in s, crop of the largest face or None)`` for every ``every``-th frame."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"video {str(p)!r} does not exist")
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        raise ValueError(f"video {str(p)!r} could not be opened (a format OpenCV cannot read?)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    try:
+        i = 0
+        while max_frames is None or i < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i % every == 0:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                try:
+                    face = crop_faces(rgb, size, max_faces=1)[0]
+                except NoFaceFound:
+                    face = None
+                yield i, i / fps, face
+            i += 1
+    finally:
+        cap.release()
+    if i == 0:
+        raise ValueError(f"video {str(p)!r} has no readable frames")
+
+
+@torch.no_grad()
+def predict_video(model: torch.nn.Module, path: str | os.PathLike, image_size: int = 64, every: int = 1,
+                  max_frames: int | None = None, batch_size: int = 32) -> pd.DataFrame:
+    """Run a trained course model over the faces of a video: one row per sampled frame with ``frame``,
+    ``time``, ``face`` (found or not), ``valence`` / ``arousal`` and ``expression`` plus its probabilities
+    where the model has those heads (NaN / empty where no face was found). Sequence models see each frame
+    as a one-frame clip."""
+    from affectlab.explain import predict_frames
+
+    rows, crops = [], []
+    for frame, t, face in video_faces(path, every, max_frames):
+        rows.append({"frame": frame, "time": t, "face": face is not None})
+        if face is not None:
+            crops.append((len(rows) - 1, face))
+    df = pd.DataFrame(rows)
+    if not crops:
+        raise NoFaceFound(f"no face found in any sampled frame of video {str(path)!r}")
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start:start + batch_size]
+        out = predict_frames(model, to_tensor([c for _, c in chunk], image_size))
+        idx = [r for r, _ in chunk]
+        if "va" in out:
+            df.loc[idx, "valence"] = out["va"][:, 0].cpu().numpy()
+            df.loc[idx, "arousal"] = out["va"][:, 1].cpu().numpy()
+        if "expr" in out:
+            probs = out["expr"][:, : len(EXPRESSIONS)].softmax(-1).cpu().numpy()
+            for k, name in enumerate(EXPRESSIONS):
+                df.loc[idx, f"p_{name}"] = probs[:, k]
+            df.loc[idx, "expression"] = [EXPRESSIONS[k] for k in probs.argmax(1)]
+    return df
+
+
+def plot_video(df: pd.DataFrame, title: str | None = None):
+    """The valence / arousal trace and the expression timeline of ``predict_video``'s table."""
+    import matplotlib.pyplot as plt
+
+    has_va, has_expr = "valence" in df, "expression" in df
+    n = has_va + has_expr
+    if n == 0:
+        raise ValueError("the table has neither valence/arousal nor expression columns")
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), sharex=True, squeeze=False)
+    axes = list(axes[:, 0])
+    if has_va:
+        ax = axes.pop(0)
+        ax.plot(df["time"], df["valence"], label="valence")
+        ax.plot(df["time"], df["arousal"], label="arousal")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(ylim=(-1.05, 1.05), ylabel="VA")
+        ax.legend(loc="upper right", fontsize=8)
+    if has_expr:
+        ax = axes.pop(0)
+        codes = df["expression"].map({e: i for i, e in enumerate(EXPRESSIONS)})
+        ax.scatter(df["time"], codes, s=8, c=codes, cmap="tab10", vmin=0, vmax=9)
+        ax.set(yticks=range(len(EXPRESSIONS)), ylim=(-0.5, len(EXPRESSIONS) - 0.5))
+        ax.set_yticklabels(EXPRESSIONS, fontsize=8)
+    fig.axes[-1].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
