@@ -28,6 +28,7 @@ course: data
 test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
 	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 test-fast: install
 	$(PY) -m pytest tests/unit tests/data tests/model
