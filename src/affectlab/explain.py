@@ -56,11 +56,12 @@ class HeadOutput(nn.Module):
 
 class FrameAsClip(nn.Module):
     """A sequence model seen as a frame model: each frame ``[3, H, W]`` becomes a clip of ``repeat`` copies
-    ``[repeat, 3, H, W]`` (plus ``lengths`` for video models that take ``(x, lengths)``), so Grad-CAM explains
-    the frame backbone and the head on that frame alone.
+    ``[repeat, 3, H, W]``, so Grad-CAM explains the frame backbone and the head on that frame alone. Video
+    models that take ``(x, lengths)`` get ``lengths = repeat``, the clip padded to their ``t`` when they
+    have one (FaceRNet's padded length).
 
     The target layer sees ``B * repeat`` frames; ``reshape_transform`` averages the copies back to ``B`` so
-    the heat maps line up with the input batch (use it for the layers inside the frame backbone).
+    the heat maps line up with the input batch (for layers inside the frame backbone).
     """
 
     def __init__(self, model: nn.Module, repeat: int = 1):
@@ -69,16 +70,24 @@ class FrameAsClip(nn.Module):
         self.takes_lengths = _takes_lengths(model)
 
     def forward(self, x):
-        clip = x.unsqueeze(1).expand(-1, self.repeat, *x.shape[1:]).contiguous()
-        if self.takes_lengths:
-            lengths = torch.full((x.shape[0],), self.repeat, dtype=torch.long, device=x.device)
-            return self.model(clip, lengths)
-        return self.model(clip)
+        b = x.shape[0]
+        clip = x.unsqueeze(1).expand(-1, self.repeat, *x.shape[1:])
+        if not self.takes_lengths:
+            return self.model(clip.contiguous())
+        t = int(getattr(self.model, "t", self.repeat))
+        if t > self.repeat:  # padding frames are never seen: lengths tell the model where the video ends
+            clip = torch.cat([clip, clip.new_zeros(b, t - self.repeat, *x.shape[1:])], 1)
+        lengths = torch.full((b,), self.repeat, dtype=torch.long, device=x.device)
+        return self.model(clip.contiguous(), lengths)
 
     def reshape_transform(self, activations: torch.Tensor) -> torch.Tensor:
         if self.repeat == 1 or activations.dim() != 4:
             return activations
         return activations.reshape(-1, self.repeat, *activations.shape[1:]).mean(1)
+
+
+# The course's models over clips [B, s, 3, H, W] (FaceRNet is recognised by its (x, lengths) signature).
+SEQUENCE_MODELS = {"FaceChannelS", "TemporalStatNet", "FaceRNet"}
 
 
 def _takes_lengths(model: nn.Module) -> bool:
@@ -88,8 +97,9 @@ def _takes_lengths(model: nn.Module) -> bool:
 
 
 def is_sequence_model(model: nn.Module) -> bool:
-    """Sequence models declare ``is_sequence = True`` (the course's temporal models) or take lengths."""
-    return bool(getattr(model, "is_sequence", False)) or _takes_lengths(model)
+    """A model over clips: one of the course's, one declaring ``is_sequence = True``, or one taking lengths."""
+    return (type(model).__name__ in SEQUENCE_MODELS or bool(getattr(model, "is_sequence", False))
+            or _takes_lengths(model))
 
 
 # ------------------------------------------------------------------------------------------------ targets
@@ -148,19 +158,22 @@ def _get(model: nn.Module, path: str) -> nn.Module | None:
 
 
 @torch.no_grad()
-def _last_spatial_module(model: nn.Module, wrapped: nn.Module, example: torch.Tensor) -> nn.Module:
+def _last_spatial_module(model: nn.Module, wrapped: nn.Module, example: torch.Tensor, min_cells: int = 4
+                         ) -> nn.Module:
     """The module that finishes last in a forward pass among those called once that output a spatial map
-    ``[N, C, h, w]`` with h, w > 1 — for a ResNet, ``layer4``; for a plain CNN, its last conv block.
-    Modules called twice per forward (a shared ReLU) are skipped: their hooks would record two maps."""
+    ``[N, C, h, w]`` with h, w >= ``min_cells`` (a 2x2 map cannot say where on a face) — for a ResNet at
+    112 px, ``layer4``; at 64 px, ``layer3``; for a plain CNN, its last conv block before the pooling.
+    Modules called twice per forward (a shared ReLU, a reused pooling) are skipped: their hooks would
+    record two maps. Falls back to the largest-but-last map when none is that large."""
     order: list[nn.Module] = []
     calls: dict[nn.Module, int] = {}
-    spatial: set[nn.Module] = set()
+    cells: dict[nn.Module, int] = {}
 
     def hook(module, _inp, out):
         calls[module] = calls.get(module, 0) + 1
         order.append(module)
-        if isinstance(out, torch.Tensor) and out.dim() == 4 and min(out.shape[-2:]) > 1:
-            spatial.add(module)
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            cells[module] = min(out.shape[-2:])
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     try:
@@ -170,9 +183,12 @@ def _last_spatial_module(model: nn.Module, wrapped: nn.Module, example: torch.Te
     finally:
         for h in handles:
             h.remove()
-    for module in reversed(order):
-        if module in spatial and calls[module] == 1:
+    once = [m for m in order if calls[m] == 1 and cells.get(m, 0) > 1]
+    for module in reversed(once):
+        if cells[module] >= min_cells:
             return module
+    if once:
+        return once[-1]
     raise ValueError(f"{type(model).__name__} has no module with a spatial output to explain; pass layer=")
 
 
@@ -181,8 +197,10 @@ def default_target_layer(model: nn.Module, example: torch.Tensor | None = None) 
 
     1. ``model.gradcam_layer`` when the model names one (a module or a submodule path);
     2. the paper's own layer (conv4_x = ``layer3`` for SCAN+CCI);
-    3. otherwise the last spatial block of the frame network (for a ResNet, ``layer4``), found by running
-       ``example`` (a frame batch ``[B, 3, H, W]``; default 3x64x64 zeros) through the model.
+    3. otherwise the last block of the frame network whose map is at least 4x4 cells (for a ResNet,
+       ``layer4`` at 112 px and ``layer3`` = conv4_x at the quick profile's 64 px; FaceChannel's shunting
+       inhibition layer), found by running ``example`` (a frame batch ``[B, 3, H, W]``; default 3x64x64
+       zeros) through the model.
     """
     named = getattr(model, "gradcam_layer", None)
     if isinstance(named, str):
@@ -245,6 +263,9 @@ def cam_maps(
     net = HeadOutput(frame_net, head)
     reshape = frame_net.reshape_transform if seq and repeat > 1 else None
     was_training = model.training
+    if method != "scorecam":
+        # Frozen backbones have no gradient at the target layer unless the input asks for one.
+        x = x.detach().requires_grad_(True)
     with METHODS[method](model=net, target_layers=[layer], reshape_transform=reshape) as cam, _quiet_scorecam():
         cam.batch_size = batch_size  # Score-CAM's forwards per batch of masked images
         maps = cam(input_tensor=x, targets=targets)

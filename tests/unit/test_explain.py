@@ -216,3 +216,109 @@ def test_overlay_is_an_rgb_uint8_image():
     cam = np.random.default_rng(1).random((H, W)).astype(np.float32)
     out = explain.overlay(rgb, cam)
     assert out.shape == (H, W, 3) and out.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------------- every course model
+S = 64  # the quick profile's image size
+
+
+def _course_model(name):
+    """A small, randomly initialised instance of each course model (what matters here is the plumbing)."""
+    m = pytest.importorskip("affectlab.models")
+    torch.manual_seed(0)
+    if name == "FaceChannel":
+        return m.FaceChannel(image_size=S, width=16, dense=32)
+    if name == "FaceChannelS":
+        return m.FaceChannelS(image_size=S, width=16, dense=32, hidden=16)
+    if name == "SENet50Classifier":
+        return m.SENet50Classifier(backbone="resnet18")
+    if name == "TemporalStatNet":
+        from affectlab.models.temporal_stat import resnet_frame_backbone
+        return m.TemporalStatNet(variant=6, backbone=resnet_frame_backbone("resnet18"), lstm_hidden=16, dense=32)
+    if name == "SCANCCI":
+        return m.SCANCCI("resnet18")
+    if name == "REC":
+        return m.REC(width=8)
+    if name == "FaceRNet":
+        return m.FaceRNet(t=6, hidden=8, dense=8, rec=m.REC(width=8))
+    raise ValueError(name)
+
+
+COURSE_MODELS = ["FaceChannel", "FaceChannelS", "SENet50Classifier", "TemporalStatNet", "SCANCCI", "REC",
+                 "FaceRNet"]
+
+
+@pytest.fixture(scope="module")
+def faces_batch():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, S, S, generator=g) * 0.5
+    x[:, :, 16:48, 16:48] += 1.5
+    return x
+
+
+def _heads(model, x):
+    out = explain.predict_frames(model, x[:1])
+    return [h for h in explain.HEADS if h in out]
+
+
+@pytest.mark.parametrize("name", COURSE_MODELS)
+def test_every_head_of_every_course_model(name, faces_batch):
+    model = _course_model(name).eval()
+    heads = _heads(model, faces_batch)
+    assert heads, f"{name} returns none of the heads {explain.HEADS}"
+    for head in heads:
+        signs = (1, -1) if head == "va" else (1,)
+        indices = ("valence", "arousal") if head == "va" else (None,)
+        for index in indices:
+            for sign in signs:
+                maps = explain.cam_maps(model, faces_batch, head=head, index=index, sign=sign)
+                assert maps.shape == (2, S, S), (name, head)
+                assert np.isfinite(maps).all()
+
+
+@pytest.mark.parametrize("method", sorted(explain.METHODS))
+@pytest.mark.parametrize("name", COURSE_MODELS)
+def test_every_method_on_every_course_model(name, method, faces_batch):
+    """With random weights, Grad-CAM of some outputs is legitimately all zero (no positive evidence
+    anywhere), so the first output whose maps are not constant is used; none at all = broken plumbing."""
+    model = _course_model(name).eval()
+    head = _heads(model, faces_batch)[0]
+    for index in range(4):
+        maps = explain.cam_maps(model, faces_batch, head=head, index=index, method=method)
+        assert maps.shape == (2, S, S) and np.isfinite(maps).all()
+        if all(m.max() - m.min() > 1e-3 for m in maps):
+            return
+    pytest.fail(f"{method} gave constant maps for the first 4 outputs of {name}'s {head!r} head")
+
+
+def assert_good_maps_at(maps, n, size):
+    assert maps.shape == (n, size, size)
+    assert np.isfinite(maps).all()
+    for m in maps:
+        assert m.max() - m.min() > 1e-3, "a constant heat map explains nothing"
+
+
+def test_scancci_is_explained_at_conv4_x():
+    model = _course_model("SCANCCI")
+    assert explain.default_target_layer(model) is model.layer3
+
+
+def test_resnet_default_layer_depends_on_the_image_size():
+    model = _course_model("SENet50Classifier")
+    net = model.body.net
+    assert explain.default_target_layer(model, torch.zeros(1, 3, 64, 64)) is net.layer3
+    assert explain.default_target_layer(model, torch.zeros(1, 3, 128, 128)) is net.layer4
+
+
+def test_sequence_models_are_recognised():
+    for name in ("FaceChannelS", "TemporalStatNet", "FaceRNet"):
+        assert explain.is_sequence_model(_course_model(name))
+    for name in ("FaceChannel", "SCANCCI", "REC"):
+        assert not explain.is_sequence_model(_course_model(name))
+
+
+def test_frozen_backbone_still_has_gradients(faces_batch):
+    model = _course_model("SENet50Classifier").eval()
+    model.requires_grad_(False)
+    maps = explain.cam_maps(model, faces_batch)
+    assert_good_maps_at(maps, 2, S)
