@@ -1,0 +1,366 @@
+"""fastai DataLoaders for frames, causal clips and whole videos (batches as in CONTRIBUTING.md).
+
+Images are decoded with OpenCV, resized once to ``size`` and, when they fit in memory (the quick world
+does), kept as one uint8 array: a batch is then a single gather, and augmentation (horizontal flip +
+colour jitter, as the papers) runs on the whole batch on the target device in ``after_batch``. Every image
+is decoded while the loaders are built, so a corrupt JPEG is an error naming the file there — never a crash
+inside a worker. Validation loaders are never shuffled nor augmented.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+from affectlab.labels import INVALID_AU, INVALID_EXPR, INVALID_VA, REACTIONS
+
+MEAN = torch.tensor([0.485, 0.456, 0.406])
+STD = torch.tensor([0.229, 0.224, 0.225])
+CACHE_LIMIT_BYTES = 1 << 30          # decoded images kept in memory up to this size
+_STORES: dict[str, "ImageStore"] = {}  # recently built stores, reused across loaders of one session
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Undo the normalisation of ``x`` ([..., 3, H, W]) back to [0, 1] RGB, for plots and CAM overlays."""
+    shape = (3, 1, 1)
+    return (x * STD.to(x.device).view(shape) + MEAN.to(x.device).view(shape)).clamp(0, 1)
+
+
+def read_rgb(path: str, size: int, box=None) -> np.ndarray:
+    """Decode ``path`` to a uint8 RGB array of ``size`` x ``size``, cropping ``box`` (left, top, right,
+    bottom) first. A missing, empty, truncated or undecodable file is a ValueError naming it."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    if data.size == 0:
+        raise ValueError(f"image {path} is empty (0 bytes)")
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-256:].tobytes():
+        raise ValueError(f"image {path} is a truncated JPEG (no end-of-image marker)")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"image {path} could not be decoded (corrupt or not an image)")
+    if box is not None and not any(pd.isna(b) for b in box):
+        h, w = img.shape[:2]
+        l, t, r, b = (int(round(v)) for v in box)
+        l, t, r, b = max(0, l), max(0, t), min(w, r), min(h, b)
+        if r <= l or b <= t:
+            raise ValueError(f"image {path}: face box {box} lies outside the {w}x{h} image")
+        img = img[t:b, l:r]
+    if img.shape[0] != size or img.shape[1] != size:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path: str, size: int = 112, box=None) -> torch.Tensor:
+    """One image as a normalised float tensor [3, size, size], ready for a model."""
+    x = torch.from_numpy(read_rgb(str(path), size, box)).permute(2, 0, 1).float() / 255
+    return (x - MEAN.view(3, 1, 1)) / STD.view(3, 1, 1)
+
+
+def _boxes(df: pd.DataFrame):
+    cols = ["box_left", "box_top", "box_right", "box_bottom"]
+    if all(c in df for c in cols):
+        return [tuple(r) for r in df[cols].to_numpy()]
+    return [None] * len(df)
+
+
+class ImageStore:
+    """Decoded uint8 images [N, H, W, 3] for a list of (path, box), in memory when they fit, else read
+    per batch (after an existence check of every file at build time)."""
+
+    def __init__(self, paths: list[str], boxes: list, size: int, cache: bool | None = None):
+        self.paths, self.boxes, self.size = list(map(str, paths)), boxes, size
+        nbytes = len(self.paths) * size * size * 3
+        self.cached = nbytes <= CACHE_LIMIT_BYTES if cache is None else cache
+        self.array = None
+        if self.cached:
+            self.array = np.empty((len(self.paths), size, size, 3), np.uint8)
+            with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL while decoding
+                for i, img in enumerate(pool.map(lambda pb: read_rgb(pb[0], size, pb[1]), zip(self.paths, boxes))):
+                    self.array[i] = img
+        else:
+            import os
+            missing = [p for p in self.paths if not os.path.exists(p)]
+            if missing:
+                raise FileNotFoundError(f"{len(missing)} image(s) missing, e.g. {missing[0]}")
+
+    def __len__(self):
+        return len(self.paths)
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        """Images at integer indices of any shape -> uint8 array of shape idx.shape + (H, W, 3)."""
+        if self.array is not None:
+            return self.array[idx]
+        flat = idx.reshape(-1)
+        out = np.stack([read_rgb(self.paths[i], self.size, self.boxes[i]) for i in flat])
+        return out.reshape(*idx.shape, self.size, self.size, 3)
+
+
+def image_store(paths, boxes, size, cache=None) -> ImageStore:
+    """An ``ImageStore``, reused when the same images at the same size were decoded before."""
+    key = hashlib.sha1(repr((list(map(str, paths)), boxes, size, cache)).encode()).hexdigest()
+    if key not in _STORES:
+        while len(_STORES) >= 4:
+            _STORES.pop(next(iter(_STORES)))
+        _STORES[key] = ImageStore(paths, boxes, size, cache)
+    return _STORES[key]
+
+
+def _labels(df: pd.DataFrame, targets, aus) -> dict[str, torch.Tensor]:
+    """Per-row targets as tensors, with the sentinels where a column holds no label."""
+    out = {}
+    for t in targets:
+        if t == "expr":
+            _need(df, ["expr"], t)
+            out[t] = torch.tensor(df["expr"].fillna(INVALID_EXPR).to_numpy(np.int64))
+        elif t == "va":
+            _need(df, ["valence", "arousal"], t)
+            out[t] = torch.tensor(df[["valence", "arousal"]].fillna(INVALID_VA).to_numpy(np.float32))
+        elif t == "au":
+            _need(df, list(aus), t)
+            out[t] = torch.tensor(df[list(aus)].fillna(INVALID_AU).to_numpy(np.float32))
+        elif t == "intensity":
+            _need(df, list(REACTIONS), t)
+            out[t] = torch.tensor(df[list(REACTIONS)].to_numpy(np.float32))
+        else:
+            raise ValueError(f"unknown target {t!r}; known: expr, va, au, intensity")
+    return out
+
+
+def _need(df, cols, target):
+    missing = [c for c in cols if c not in df]
+    if missing:
+        raise KeyError(f"target {target!r} needs column(s) {missing}, which the DataFrame lacks")
+
+
+def _au_names(df, aus):
+    if aus is not None:
+        return tuple(aus)
+    if "aus" in df.attrs:
+        return tuple(df.attrs["aus"])
+    return tuple(c for c in df.columns if c.startswith("AU") and c[2:].isdigit())
+
+
+class BatchSource:
+    """What a loader draws from: ``get(idx) -> batch`` with inputs first, then the target dict."""
+
+    def __init__(self, n: int, get_inputs, labels: dict[str, torch.Tensor], n_inp: int = 1):
+        self.n, self.get_inputs, self.labels, self.n_inp = n, get_inputs, labels, n_inp
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):  # fastai only needs indexability; batches come from ``get``
+        return i
+
+    def get(self, idx: np.ndarray):
+        return (*self.get_inputs(idx), {k: v[idx] for k, v in self.labels.items()})
+
+
+class AffectDataLoader(DataLoader):
+    """A fastai DataLoader that gathers whole batches from a ``BatchSource`` (one array gather instead of
+    per-item collation), optionally drawing indices from a torch sampler, and augments on the device."""
+
+    def __init__(self, dataset=None, augment=False, sampler=None, seed=0, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.augment, self.sampler, self.seed = augment, sampler, seed
+        self.rng = random.Random(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.n_inp = getattr(dataset, "n_inp", 1)
+
+    def new(self, dataset=None, cls=None, **kwargs):
+        res = super().new(dataset, cls, **kwargs)
+        res.augment, res.sampler, res.seed = self.augment, self.sampler, self.seed
+        return res
+
+    def get_idxs(self):
+        if self.sampler is not None and self.shuffle:
+            return list(iter(self.sampler))
+        return super().get_idxs()
+
+    def create_item(self, s):
+        return s
+
+    def create_batch(self, b):
+        return self.dataset.get(np.asarray(b, dtype=np.int64))
+
+    def retain(self, res, b):
+        return res
+
+    def after_batch(self, b):
+        x = b[0]
+        if x.dtype == torch.uint8:  # images: [..., H, W, 3] uint8 -> normalised float [..., 3, H, W]
+            x = x.permute(*range(x.ndim - 3), x.ndim - 1, x.ndim - 3, x.ndim - 2).float().div_(255)
+            if self.augment:
+                x = self._augment(x)
+            shape = (3, 1, 1)
+            x = (x - MEAN.to(x.device).view(shape)) / STD.to(x.device).view(shape)
+        return (x, *b[1:])
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Horizontal flip and colour jitter (brightness, contrast, saturation ±25 %), one draw per sample
+        (shared by the frames of a clip or video, so motion stays consistent)."""
+        n = x.shape[0]
+        view = (n,) + (1,) * (x.ndim - 1)
+        p = torch.rand(n, 4, generator=self.gen).to(x.device)
+        x = torch.where((p[:, 0] < 0.5).view(view), x.flip(-1), x)
+        bright, contrast, sat = ((0.75 + 0.5 * p[:, i]).view(view) for i in (1, 2, 3))
+        x = x * bright
+        gray = (0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]).unsqueeze(-3)
+        mean = gray.mean(dim=tuple(range(1, gray.ndim)), keepdim=True)
+        x = (x - mean) * contrast + mean
+        gray = (0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]).unsqueeze(-3)
+        return ((x - gray) * sat + gray).clamp_(0, 1)
+
+
+def _dls(train_src, valid_src, bs, augment, sampler, device, num_workers, seed) -> DataLoaders:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pin = torch.device(device).type == "cuda"
+    train = AffectDataLoader(train_src, bs=bs, shuffle=True, drop_last=len(train_src) > bs, augment=augment,
+                             sampler=sampler, seed=seed, num_workers=num_workers, pin_memory=pin, device=device)
+    valid = AffectDataLoader(valid_src, bs=bs, shuffle=False, augment=False, seed=seed,
+                             num_workers=num_workers, pin_memory=pin, device=device)
+    dls = DataLoaders(train, valid, device=device)
+    dls.n_inp = train_src.n_inp
+    return dls
+
+
+def _sampler(sampler, labels: dict, seed):
+    if sampler is None or not isinstance(sampler, str):
+        return sampler
+    if sampler != "balanced":
+        raise ValueError(f"sampler must be None, 'balanced' or a torch sampler, not {sampler!r}")
+    if "expr" not in labels:
+        raise ValueError("sampler='balanced' balances expressions: include 'expr' in targets")
+    from .clean import imbalanced_sampler
+
+    return imbalanced_sampler(labels["expr"].numpy(), seed=seed)
+
+
+def frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=112, bs=64, augment=True, sampler=None,
+              device=None, num_workers=0, seed=0, aus=None, cache=None) -> DataLoaders:
+    """Frame batches ``(x [B,3,size,size], y)``, ``y`` holding only ``targets`` (with the sentinels for
+    missing labels). ``sampler="balanced"`` draws training frames by inverse expression frequency."""
+    aus = _au_names(train_df, aus)
+
+    def source(df):
+        store = image_store(df["path"].tolist(), _boxes(df), size, cache)
+        return BatchSource(len(df), lambda idx: (torch.from_numpy(store.get(idx)),), _labels(df, targets, aus))
+
+    train_src = source(train_df)
+    return _dls(train_src, source(valid_df), bs, augment, _sampler(sampler, train_src.labels, seed), device,
+                num_workers, seed)
+
+
+def clip_indices(df: pd.DataFrame, s: int) -> np.ndarray:
+    """For each row, the row positions of its causal clip: the previous ``s`` rows of the same video in
+    frame order, ending at the row itself, the start padded by repeating the video's first row. [N, s]"""
+    if s < 1:
+        raise ValueError(f"clip length s must be >= 1, not {s}")
+    codes = pd.factorize(df["video"])[0]
+    order = np.lexsort((df["frame"].to_numpy(), codes))            # by video, then frame
+    sc = codes[order]
+    first = np.r_[0, np.flatnonzero(sc[1:] != sc[:-1]) + 1]        # where each video starts (sorted order)
+    pos = np.arange(len(sc)) - np.repeat(first, np.diff(np.r_[first, len(sc)]))
+    back = np.minimum(np.arange(s - 1, -1, -1)[None, :], pos[:, None])   # never before the video's first row
+    clips = np.empty((len(df), s), np.int64)
+    clips[order] = order[np.arange(len(sc))[:, None] - back]
+    return clips
+
+
+def _feature_arrays(features, train_df, valid_df):
+    """Per-row feature arrays for both splits from a (train, valid) pair or a {path: vector} mapping."""
+    if isinstance(features, dict) and not {"train", "valid"} <= set(features):
+        return [np.stack([np.asarray(features[p], np.float32) for p in df["path"]]) for df in (train_df, valid_df)]
+    tr, va = (features["train"], features["valid"]) if isinstance(features, dict) else features
+    out = [np.asarray(f.cpu() if torch.is_tensor(f) else f, np.float32) for f in (tr, va)]
+    for arr, df, name in zip(out, (train_df, valid_df), ("train", "valid")):
+        if len(arr) != len(df):
+            raise ValueError(f"{name} features have {len(arr)} rows but the {name} DataFrame has {len(df)}")
+    return out
+
+
+def clip_dls(train_df, valid_df, s=10, stride=1, targets=("expr", "va"), size=112, bs=64, features=None,
+             augment=True, sampler=None, device=None, num_workers=0, seed=0, aus=None, cache=None) -> DataLoaders:
+    """Causal clips ending at each labelled frame (every ``stride``-th row of a video): ``x`` is
+    ``[B, s, 3, size, size]``, or ``[B, s, D]`` when ``features`` (per-row cached features, see
+    ``_feature_arrays``) are given; ``y`` is the labels of the clip's last frame."""
+    aus = _au_names(train_df, aus)
+    feats = _feature_arrays(features, train_df, valid_df) if features is not None else (None, None)
+
+    def source(df, feat):
+        clips = clip_indices(df, s)
+        rows = np.arange(len(df))
+        if stride > 1:
+            rank = df.groupby("video", sort=False).cumcount().to_numpy()
+            rows = rows[rank % stride == stride - 1]
+        labels = {k: v[rows] for k, v in _labels(df, targets, aus).items()}
+        clips = clips[rows]
+        if feat is not None:
+            tensor = torch.from_numpy(feat)
+            get = lambda idx: (tensor[clips[idx]],)  # noqa: E731
+        else:
+            store = image_store(df["path"].tolist(), _boxes(df), size, cache)
+            get = lambda idx: (torch.from_numpy(store.get(clips[idx])),)  # noqa: E731
+        return BatchSource(len(rows), get, labels)
+
+    train_src = source(train_df, feats[0])
+    smp = _sampler(sampler, train_src.labels, seed)
+    return _dls(train_src, source(valid_df, feats[1]), bs, augment and features is None, smp, device, num_workers, seed)
+
+
+def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=None, augment=True, device=None,
+              num_workers=0, seed=0, cache=None) -> DataLoaders:
+    """Whole videos padded to ``t`` frames: batches ``(x [B,t,3,size,size] | [B,t,D], lengths [B], y)`` with
+    ``y = {"intensity": [B, 7]}`` (``n_inp`` = 2). Longer videos are truncated to ``t`` (with a warning);
+    videos with no usable frame are skipped (counted in ``dls.skipped``); a missing reaction value is an
+    error naming the video. ``features``: {video: array [length, D]} of per-frame cached features."""
+    skipped = {}
+
+    def source(df, name):
+        missing = df[list(REACTIONS)].isna().any(axis=1)
+        if missing.any():
+            raise ValueError(f"{name} video {df['video'][missing].iloc[0]!r} has a missing reaction value")
+        lengths = df["length"].to_numpy()
+        usable = lengths > 0
+        skipped[name] = int((~usable).sum())
+        df = df[usable].reset_index(drop=True)
+        too_long = int((df["length"] > t).sum())
+        if too_long:
+            warnings.warn(f"{too_long} {name} video(s) longer than t={t} frames are truncated to t", stacklevel=3)
+        lens = torch.as_tensor(np.minimum(df["length"].to_numpy(), t), dtype=torch.long)
+        index = np.full((len(df), t), -1, np.int64)
+        if features is None:
+            paths = [p for frames in df["frames"] for p in frames[:t]]
+            store = image_store(paths, [None] * len(paths), size, cache)
+        else:
+            rows = [np.asarray(features[v], np.float32)[:t] for v in df["video"]]
+            store = np.concatenate(rows)
+        k = 0
+        for i, n in enumerate(lens.tolist()):
+            index[i, :n] = np.arange(k, k + n)
+            k += n
+
+        def get(idx):
+            ix = index[idx]
+            flat = np.maximum(ix, 0)
+            x = store.get(flat) if features is None else store[flat]
+            x[ix < 0] = 0
+            return torch.from_numpy(x), lens[idx]
+
+        return BatchSource(len(df), get, _labels(df, ("intensity",), ()), n_inp=2)
+
+    dls = _dls(source(train_videos_df, "train"), source(valid_videos_df, "valid"), bs, augment and features is None,
+               None, device, num_workers, seed)
+    dls.skipped = skipped
+    return dls

@@ -1,0 +1,343 @@
+"""The synthetic in-the-wild face-video world (DESIGN §3.3): ``make_world`` and ``python -m affectlab.data.synth``.
+
+It writes exactly the real datasets' on-disk formats, so the readers that load a researcher's Aff-Wild2 are
+the readers every chapter runs:
+
+    out/affwild2/  ABAW 2020 layout (cropped_aligned/, annotations/{EXPR,VA,AU}_Set/...) + meta/ (ground truth)
+    out/affectnet/ Manually_Annotated_file_lists/{training,validation}.csv + Manually_Annotated_Images/
+    out/rafdb/     EmoLabel/list_patition_label.txt + Image/aligned/
+    out/expw/      label/label.lst + image/origin/
+    out/hume/      data_info.csv + one frame folder per video
+    out/manifest.json
+
+``affwild2/meta/<video>.csv`` exists only in this world: per-frame truth (category, all 17 AUs, VA, pose,
+occluder, episode phase) that chapters use to show what a real dataset cannot (e.g. occluded vs not).
+
+Determinism: every video or image batch draws from its own ``SeedSequence((seed, corpus, index))``, so the
+files are byte-identical whatever the number of worker processes. A call whose manifest matches is a no-op;
+a different preset, seed or knob set regenerates the directory (only if it holds a world made by this
+generator — anything else is refused). Generation goes to a temporary sibling that is renamed at the end,
+so an interrupted run never leaves a half world behind.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from affectlab.labels import AUS_17, AUS_ABAW, EXPRESSIONS, REACTIONS
+
+from . import static_synth
+from .faces_draw import AU_INDEX, OCCLUDERS, camera, draw_face, noise_bank, random_background, random_identity
+from .timeline import PHASES, Episode, annotate, labelled_frames, layout, random_episode, simulate
+
+GENERATOR_VERSION = "1.0"
+# Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights (DESIGN §3.3).
+AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177, 0.106, 0.045)))
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(subjects=6, pairs=1, frames=(50, 90), val_subjects=2, affectnet=(40, 20), rafdb=(30, 15),
+                 expw=30, hume=(6, 3), hume_frames=(20, 40), episode_scale=0.35),
+    "quick": dict(subjects=34, pairs=3, frames=(200, 420), val_subjects=12, affectnet=(1000, 300),
+                  rafdb=(500, 150), expw=400, hume=(56, 24), hume_frames=(20, 160), episode_scale=1.0),
+    "full": dict(subjects=300, pairs=20, frames=(600, 3000), val_subjects=80, affectnet=(20000, 3000),
+                 rafdb=(10000, 3000), expw=10000, hume=(600, 200), hume_frames=(40, 480), episode_scale=1.5),
+}
+KNOBS: dict = dict(
+    image_size=112, threshold=0.3, proportions=AFFWILD2_PROPORTIONS, pose=1.0, jitter=1.0, occlusion=1.0,
+    blur=1.0, lost=1.0, noise=(1.0, 9.0), jpeg=(45, 95), light=0.7, lag=(2, 6), va_smooth=7, va_noise=0.03,
+    wrong_labels=0.02, min_val_episodes=2, workers=2,
+)
+
+
+def _rng(seed: int, corpus: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, corpus, index]))
+
+
+def _jpeg(path: Path, img_rgb: np.ndarray, quality: int) -> None:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    path.write_bytes(buf.tobytes())
+
+
+def render_video(rng, ident, sim, frame_dir: Path, knobs: dict, skip=None) -> None:
+    """Draw and write every frame of a simulated video (frames in ``skip`` get no image)."""
+    size = knobs["image_size"]
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    bg = random_background(rng, size)
+    bank = noise_bank(rng, size)
+    noise = rng.uniform(*knobs["noise"])
+    quality = int(rng.integers(*knobs["jpeg"]))
+    gain0, strength, angle = rng.uniform(0.65, 1.25), rng.uniform(0, knobs["light"]), rng.uniform(0, 2 * np.pi)
+    for i in range(len(sim["env"])):
+        if skip is not None and skip[i]:
+            continue
+        occ = int(sim["occluder"][i])
+        img = draw_face(bg.copy(), ident, sim["aus"][i], tuple(sim["pose"][i]), tuple(sim["align"][i]),
+                        OCCLUDERS[occ] if occ >= 0 else None, float(sim["occ_pos"][i]))
+        light = (gain0 + 0.1 * np.sin(i / 40.0), strength, angle + i / 200.0)
+        _jpeg(frame_dir / f"{i + 1:05d}.jpg", camera(img, rng, light, int(sim["blur"][i]), noise, bank), quality)
+
+
+def _affwild_video(job: dict) -> dict:
+    """Worker: simulate, draw and annotate one Aff-Wild2 video; writes frames, annotation and meta files."""
+    knobs, root = job["knobs"], Path(job["root"])
+    rng = _rng(job["seed"], 1, job["index"])
+    ident = random_identity(_rng(job["seed"], 0, job["subject"]))
+    n = job["length"]
+    placed = layout(rng, [Episode(*e) for e in job["episodes"]], n)
+    sim = simulate(rng, n, placed, ident.gain, ident.va_bias, knobs)
+    expr, va, au, lag = annotate(rng, sim, knobs)
+    lost = sim["lost"]
+    invalid = (lost == 2)[:, None] & (rng.uniform(size=(n, 3)) < 0.7)   # which tasks lose the label
+    render_video(rng, ident, sim, root / "cropped_aligned" / job["video"], knobs, skip=lost == 1)
+    split_dir = {"train": "Training_Set", "val": "Validation_Set"}[job["split"]]
+    ann = root / "annotations"
+    rows_e = np.where(invalid[:, 0], -1, expr)
+    rows_va = np.where(invalid[:, 1:2], -5, va)
+    rows_au = np.where(invalid[:, 2:3], -1, au[:, [AUS_17.index(a) for a in AUS_ABAW]])
+    (ann / "EXPR_Set" / split_dir / f"{job['video']}.txt").write_text(
+        ",".join(EXPRESSIONS) + "\n" + "".join(f"{v}\n" for v in rows_e))
+    (ann / "VA_Set" / split_dir / f"{job['video']}.txt").write_text(
+        "valence,arousal\n" + "".join(f"{v:g},{a:g}\n" for v, a in rows_va))
+    (ann / "AU_Set" / split_dir / f"{job['video']}.txt").write_text(
+        ",".join(AUS_ABAW) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows_au))
+    meta = pd.DataFrame({"frame": np.arange(1, n + 1), "split": job["split"], "subject": job["subject_name"],
+                         "expr_true": sim["true_expr"], "episode_expr": sim["cls"], "phase": np.array(PHASES)[sim["phase"]],
+                         "intensity": sim["env"].round(3), "valence_true": sim["va"][:, 0].round(3),
+                         "arousal_true": sim["va"][:, 1].round(3),
+                         "occluder": [OCCLUDERS[o] if o >= 0 else "" for o in sim["occluder"]],
+                         "occluded": (sim["occluder"] >= 0).astype(int), "yaw": sim["pose"][:, 0].round(3),
+                         "pitch": sim["pose"][:, 1].round(3), "roll": sim["pose"][:, 2].round(3),
+                         "has_image": (lost != 1).astype(int), "label_lag": lag})
+    for j, name in enumerate(AUS_17):
+        meta[name] = sim["aus"][:, j].round(3)
+    meta.to_csv(root / "meta" / f"{job['video']}.csv", index=False)
+    return {"frames": int((lost != 1).sum())}
+
+
+def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list[dict]:
+    """Subject-disjoint splits, then expression episodes per split so that each split's labelled frames
+    follow ``proportions`` (and every class has at least ``min_val_episodes`` episodes)."""
+    n_sub = preset["subjects"]
+    order = rng.permutation(n_sub)
+    val = set(order[: preset["val_subjects"]].tolist())
+    # Two-person videos: consecutive subjects of one split share a video name with _left / _right.
+    videos = []   # (video name, subject index, split)
+    by_split = {s: [i for i in range(n_sub) if (i in val) == (s == "val")] for s in ("train", "val")}
+    k = 0
+    for split, subs in by_split.items():
+        n_pairs = max(1, round(preset["pairs"] * len(subs) / n_sub)) if preset["pairs"] else 0
+        for j, sub in enumerate(subs):
+            base = f"{100 + k}-30-{rng.choice(['1280x720', '640x360', '1920x1080'])}"
+            if j < 2 * n_pairs:
+                base = f"{100 + k - (j % 2)}-30-1280x720"
+                videos.append((base + ("_left" if j % 2 == 0 else "_right"), sub, split))
+            else:
+                videos.append((base, sub, split))
+            k += 1
+    jobs = []
+    props = knobs["proportions"]
+    for split in ("train", "val"):
+        vids = [v for v in videos if v[2] == split]
+        lengths = rng.integers(*preset["frames"], len(vids))
+        total = int(lengths.sum())
+        episodes: list[Episode] = []
+        for c, name in enumerate(EXPRESSIONS[1:], start=1):
+            need, got = props[name] / sum(props.values()) * total, 0.0
+            while got < need or sum(e.cls == c for e in episodes) < knobs["min_val_episodes"]:
+                ep = random_episode(rng, c, preset["episode_scale"])
+                episodes.append(ep)
+                got += labelled_frames(ep, knobs["threshold"])
+        rng.shuffle(episodes)
+        per_video: list[list[Episode]] = [[] for _ in vids]
+        load = np.zeros(len(vids))
+        for ep in episodes:  # the video with the most room left takes the next episode
+            i = int(np.argmax(lengths - load))
+            per_video[i].append(ep)
+            load[i] += ep.length
+        for i, (name, sub, _) in enumerate(vids):
+            length = max(int(lengths[i]), int(load[i]) + 10)
+            jobs.append(dict(video=name, subject=int(sub), subject_name=name, split=split, length=length,
+                             episodes=[(e.cls, e.onset, e.apex, e.offset, e.peak) for e in per_video[i]],
+                             seed=seed, index=len(jobs), knobs=knobs, root=str(root)))
+    return jobs
+
+
+def _hume_video(job: dict) -> dict:
+    """Worker: one Hume-Reaction-format video and its 7 reaction intensities, computed from its content."""
+    knobs = job["knobs"]
+    rng = _rng(job["seed"], 2, job["index"])
+    ident = random_identity(_rng(job["seed"], 3, job["subject"]))
+    n = job["length"]
+    classes = rng.choice(np.arange(1, 7), size=int(rng.integers(1, 4)))
+    scale = n / 200
+    placed = layout(rng, [random_episode(rng, int(c), scale) for c in classes], n)
+    sim = simulate(rng, n, placed, ident.gain, ident.va_bias, knobs)
+    render_video(rng, ident, sim, Path(job["root"]) / job["video"], knobs)
+    inten, cls, arousal = sim["env"], sim["cls"], sim["va"][:, 1]
+
+    def share(mask):
+        return float(np.mean(np.where(mask, inten, 0.0)))
+
+    sig = 1 / (1 + np.exp(-8 * (arousal - 0.3)))
+    happy = cls == EXPRESSIONS.index("Happiness")
+    raw = {
+        "Adoration": float(np.mean(np.where(happy, inten * (1 - sig), 0))),
+        "Amusement": float(np.mean(np.where(happy, inten * sig, 0))),
+        "Anxiety": share((cls == EXPRESSIONS.index("Fear")) & (inten < 0.6)),
+        "Disgust": share(cls == EXPRESSIONS.index("Disgust")),
+        "Empathic-Pain": float(np.mean(np.where(cls == EXPRESSIONS.index("Sadness"), inten * sim["aus"][:, AU_INDEX["AU4"]], 0))),
+        "Fear": share(cls == EXPRESSIONS.index("Fear")),
+        "Surprise": share(cls == EXPRESSIONS.index("Surprise")),
+    }
+    values = [round(float(np.clip(1.6 * raw[r] + rng.normal(0, 0.04), 0, 1)), 4) for r in REACTIONS]
+    return {"values": values, "frames": n}
+
+
+def _plan_hume(rng, preset, knobs, seed, root) -> list[dict]:
+    n_train, n_val = preset["hume"]
+    jobs = []
+    for i in range(n_train + n_val):
+        # Subjects never cross splits: train videos use subjects 0..n_train-1, val the rest.
+        jobs.append(dict(video=f"{i + 1:05d}", split="Train" if i < n_train else "Val", subject=i,
+                         length=int(rng.integers(*preset["hume_frames"])), seed=seed, index=i, knobs=knobs,
+                         root=str(root)))
+    return jobs
+
+
+def _run(fn, jobs, workers, bar, weight):
+    """Run jobs (in order of results, whatever the pool's timing) and advance the progress bar."""
+    if workers <= 1 or len(jobs) < 4:
+        results = []
+        for j in jobs:
+            results.append(fn(j))
+            bar.update(weight(j))
+        return results
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(fn, j) for j in jobs]
+        results = []
+        for j, f in zip(jobs, futures):
+            results.append(f.result())
+            bar.update(weight(j))
+    return results
+
+
+def content_hash(root: Path) -> str:
+    """SHA-256 over every file's relative path and bytes (the manifest excluded)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _settings(preset: str, seed: int, knobs: dict) -> dict:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    unknown = set(knobs) - set(KNOBS)
+    if unknown:
+        raise ValueError(f"unknown knob(s) {sorted(unknown)}; known: {sorted(KNOBS)}")
+    merged = {**KNOBS, **knobs}
+    return {"generator_version": GENERATOR_VERSION, "preset": preset, "seed": int(seed),
+            "knobs": json.loads(json.dumps({k: v for k, v in merged.items() if k != "workers"}))}
+
+
+def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, progress: bool = True, **knobs) -> Path:
+    """Generate the synthetic world into ``out`` (see the module docstring) and return its path.
+
+    A no-op when ``out/manifest.json`` records the same generator version, preset, seed and knobs.
+    """
+    out = Path(out).expanduser().resolve()
+    settings = _settings(preset, seed, knobs)
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if all(old.get(k) == v for k, v in settings.items()):
+            return out
+        warnings.warn(f"{out}: holds a world with preset={old.get('preset')} seed={old.get('seed')}; "
+                      f"regenerating it with preset={preset} seed={seed}", stacklevel=2)
+    elif out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty and holds no synthetic-world manifest.json; "
+                              "refusing to write into it (choose an empty or new directory)")
+    k = {**KNOBS, **knobs}
+    workers = max(1, min(int(k["workers"]), os.cpu_count() or 1))
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    p = PRESETS[preset]
+    rng = _rng(seed, 99, 0)
+    aw = tmp / "affwild2"
+    for task in ("EXPR_Set", "VA_Set", "AU_Set"):
+        for split in ("Training_Set", "Validation_Set"):
+            (aw / "annotations" / task / split).mkdir(parents=True)
+    (aw / "meta").mkdir()
+    (tmp / "hume").mkdir()
+    aw_jobs = _plan_affwild(rng, p, k, seed, aw)
+    hume_jobs = _plan_hume(rng, p, k, seed + 10_000, tmp / "hume")
+    static_jobs = static_synth.plan(p, k, seed, tmp)
+    total = (sum(j["length"] for j in aw_jobs) + sum(j["length"] for j in hume_jobs)
+             + sum(j["count"] for j in static_jobs))
+    with tqdm(total=total, desc=f"synthetic world ({preset})", unit="img", disable=not progress) as bar:
+        aw_res = _run(_affwild_video, aw_jobs, workers, bar, lambda j: j["length"])
+        hume_res = _run(_hume_video, hume_jobs, workers, bar, lambda j: j["length"])
+        static_res = _run(static_synth.render_batch, static_jobs, workers, bar, lambda j: j["count"])
+    info = pd.DataFrame({"File_ID": [f"[{j['video']}]" for j in hume_jobs], "Split": [j["split"] for j in hume_jobs]})
+    info[list(REACTIONS)] = np.array([r["values"] for r in hume_res])
+    info.to_csv(tmp / "hume" / "data_info.csv", index=False)
+    static_synth.write_labels(static_jobs, static_res, tmp)
+    counts = {"affwild2_frames": sum(r["frames"] for r in aw_res), "affwild2_videos": len(aw_jobs),
+              "hume_videos": len(hume_jobs), "hume_frames": sum(r["frames"] for r in hume_res),
+              "static_images": sum(j["count"] for j in static_jobs)}
+    meta = {**settings, "counts": counts, "content_hash": content_hash(tmp)}
+    (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out)
+    return out
+
+
+def read_ground_truth(root: str | os.PathLike, split: str) -> pd.DataFrame:
+    """The synthetic world's per-frame truth for ``split`` ("train"/"val"), one row per (video, frame):
+    true category, all 17 AU intensities (``AUS_17``), true VA, occluder, pose, episode phase."""
+    root = Path(root)
+    meta_dir = root / "affwild2" / "meta" if (root / "affwild2" / "meta").is_dir() else root / "meta"
+    files = sorted(meta_dir.glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"{meta_dir}: no ground-truth files (only the synthetic world has them)")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    frames = []
+    for f in files:
+        df = pd.read_csv(f, keep_default_na=False)
+        if df["split"].iloc[0] == split:
+            df.insert(0, "video", f.stem)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="Generate the synthetic in-the-wild face-video world.")
+    ap.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    ap.add_argument("--out", default=None, help="output directory (default: data/synthetic for quick)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=KNOBS["workers"])
+    args = ap.parse_args(argv)
+    from affectlab.paths import synthetic_root
+
+    out = make_world(args.out or synthetic_root(args.preset), preset=args.preset, seed=args.seed, workers=args.workers)
+    print(json.loads((out / "manifest.json").read_text())["counts"])
+
+
+if __name__ == "__main__":
+    main()
