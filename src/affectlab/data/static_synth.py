@@ -83,7 +83,9 @@ def render_batch(job: dict) -> list[dict]:
             raw = from_canonical("affectnet", cls)
             if rng.uniform() < 0.04:  # a few Contempt / None rows, which the 7-class reader drops
                 raw = int(rng.choice([7, 8]))
-            sub = f"{1 + i // 500}/{i + 1:06d}.jpg"
+            # Numbered sub-folders as in AffectNet; validation images get their own (1001, ...) so the two
+            # splits, rendered in parallel, never write the same file.
+            sub = f"{1 + i // 500 + (0 if job['split'] == 'train' else 1000)}/{i + 1:06d}.jpg"
             _write(root / "Manually_Annotated_Images" / sub, canvas)
             marks = ";".join(f"{x + size * u:.1f};{y + size * v:.1f}" for u, v in ((0.37, 0.44), (0.63, 0.44), (0.5, 0.6), (0.4, 0.68), (0.6, 0.68)))
             rows.append(dict(subDirectory_filePath=sub, face_x=x, face_y=y, face_width=size, face_height=size,

@@ -56,7 +56,7 @@ PRESETS: dict[str, dict] = {
 KNOBS: dict = dict(
     image_size=112, threshold=0.3, proportions=AFFWILD2_PROPORTIONS, pose=1.0, jitter=1.0, occlusion=1.0,
     blur=1.0, lost=1.0, noise=(1.0, 9.0), jpeg=(45, 95), light=0.7, lag=(2, 6), va_smooth=7, va_noise=0.03,
-    wrong_labels=0.02, min_val_episodes=2, workers=2,
+    wrong_labels=0.02, va_flip=0.06, min_val_episodes=2, workers=2,
 )
 
 
@@ -165,8 +165,14 @@ def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list
             i = int(np.argmax(lengths - load))
             per_video[i].append(ep)
             load[i] += ep.length
+        # Lengthen the videos if the episodes (e.g. the minimum per class) leave too little Neutral time.
+        p_neutral = props["Neutral"] / sum(props.values())
+        emotive = sum(labelled_frames(e, knobs["threshold"]) for e in episodes)
+        lengths = np.maximum(lengths, load + 10)
+        if lengths.sum() < emotive / (1 - p_neutral):
+            lengths = np.ceil(lengths * emotive / (1 - p_neutral) / lengths.sum()).astype(int)
         for i, (name, sub, _) in enumerate(vids):
-            length = max(int(lengths[i]), int(load[i]) + 10)
+            length = int(lengths[i])
             jobs.append(dict(video=name, subject=int(sub), subject_name=name, split=split, length=length,
                              episodes=[(e.cls, e.onset, e.apex, e.offset, e.peak) for e in per_video[i]],
                              seed=seed, index=len(jobs), knobs=knobs, root=str(root)))

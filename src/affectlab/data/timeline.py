@@ -102,6 +102,8 @@ def simulate(rng: np.random.Generator, n_frames: int, placed: list[tuple[int, Ep
             if rng.uniform() < share:
                 aus[sl, AU_INDEX[au]] += seg * rng.uniform(0.5, 0.9)
         centre = np.array(VA_CENTRES[EXPRESSIONS[ep.cls]]) * (1 + rng.normal(0, 0.2, 2))
+        if rng.uniform() < knobs["va_flip"]:  # an episode felt against its face (what the coherence filter removes)
+            centre[0] = -centre[0]
         va[sl] += seg[:, None] * centre
     # Spontaneous single-AU blips (a brief frown, a polite smile) that no category explains.
     for a, b in _stretches(rng, n_frames, 1 / 150, 8, 30):

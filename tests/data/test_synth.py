@@ -1,0 +1,104 @@
+import json
+import time
+
+import numpy as np
+import pytest
+
+from affectlab.data import synth
+from affectlab.data.abaw import read_abaw, read_abaw_multitask
+from affectlab.data.hume import read_hume
+from affectlab.data.static import read_affectnet, read_expw, read_rafdb
+from affectlab.data.timeline import labelled_frames
+from affectlab.labels import AUS_17, AUS_ABAW, EXPRESSIONS, REACTIONS
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_workers(tiny_world, tmp_path):
+    again = synth.make_world(tmp_path / "again", preset="tiny", seed=0, workers=1, progress=False)
+    files = sorted(p.relative_to(tiny_world) for p in tiny_world.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for rel in files[:: max(1, len(files) // 200)]:
+        assert (tiny_world / rel).read_bytes() == (again / rel).read_bytes(), rel
+    m1, m2 = (json.loads((d / "manifest.json").read_text()) for d in (tiny_world, again))
+    assert m1["content_hash"] == m2["content_hash"] == synth.content_hash(again)
+    assert m1["seed"] == 0 and m1["preset"] == "tiny" and m1["generator_version"] == synth.GENERATOR_VERSION
+
+
+def test_repeated_call_is_a_no_op(tiny_world):
+    stamp = (tiny_world / "manifest.json").stat().st_mtime_ns
+    assert synth.make_world(tiny_world, preset="tiny", seed=0, progress=False) == tiny_world
+    assert (tiny_world / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_other_seed_regenerates_and_foreign_dirs_are_refused(tmp_path):
+    a = synth.make_world(tmp_path / "w", preset="tiny", seed=1, progress=False, min_val_episodes=1)
+    h1 = json.loads((a / "manifest.json").read_text())["content_hash"]
+    with pytest.warns(UserWarning, match="regenerating"):
+        synth.make_world(a, preset="tiny", seed=2, progress=False, min_val_episodes=1)
+    assert json.loads((a / "manifest.json").read_text())["content_hash"] != h1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="refusing"):
+        synth.make_world(tmp_path / "mine", preset="tiny")
+    with pytest.raises(ValueError, match="unknown preset"):
+        synth.make_world(tmp_path / "x", preset="huge")
+    with pytest.raises(ValueError, match="unknown knob"):
+        synth.make_world(tmp_path / "x", preset="tiny", colour=3)
+
+
+def test_every_format_is_readable(tiny_world):
+    for split in ("train", "val"):
+        e, v, a = (read_abaw(tiny_world, t, split) for t in ("EXPR", "VA", "AU"))
+        assert len(e) > 50 and len(v) > 50 and len(a) > 50
+        assert a.attrs["aus"] == AUS_ABAW and e.attrs["layout"] == "2020"
+        assert v["valence"].between(-1, 1).all()
+        for reader in (read_affectnet, read_rafdb, read_expw):
+            df = reader(tiny_world, split)
+            assert len(df) > 0 and df["expr"].between(0, 6).all()
+        h = read_hume(tiny_world, split)
+        assert len(h) > 0 and h[list(REACTIONS)].stack().between(0, 1).all()
+    assert any(v.endswith("_left") for v in read_abaw(tiny_world, "EXPR", "train")["video"])
+
+
+def test_splits_are_subject_disjoint(tiny_world):
+    gt = {s: synth.read_ground_truth(tiny_world, s) for s in ("train", "val")}
+    assert not set(gt["train"]["subject"]) & set(gt["val"]["subject"])
+    videos = {s: set(read_abaw(tiny_world, "EXPR", s)["video"]) for s in ("train", "val")}
+    assert not videos["train"] & videos["val"]
+    pairs = {v.rsplit("_", 1)[0] for v in videos["train"] | videos["val"] if v.endswith(("_left", "_right"))}
+    for base in pairs:  # both people of a two-person video are in the same split
+        assert sum(any(v.startswith(base) for v in videos[s]) for s in ("train", "val")) == 1
+
+
+def test_ground_truth_joins_the_labels(tiny_world):
+    gt = synth.read_ground_truth(tiny_world, "val")
+    assert set(AUS_17) <= set(gt.columns) and {"occluded", "phase", "valence_true", "yaw"} <= set(gt.columns)
+    df = read_abaw_multitask(tiny_world, "val").merge(gt, on=["video", "frame"], how="left")
+    assert df["expr_true"].notna().all()
+    agree = (df["expr"] == df["expr_true"]).mean()
+    assert 0.7 < agree < 1.0            # labels lag and are sometimes wrong, but mostly right
+    assert gt["occluded"].any() and (gt["phase"] == "apex").any()
+
+
+def test_planned_proportions_follow_affwild2():
+    rng = np.random.default_rng(0)
+    knobs = {**synth.KNOBS}
+    jobs = synth._plan_affwild(rng, synth.PRESETS["quick"], knobs, 0, "/nonexistent")
+    for split in ("train", "val"):
+        per_class = np.zeros(len(EXPRESSIONS))
+        total = 0
+        for j in (j for j in jobs if j["split"] == split):
+            total += j["length"]
+            for cls, *rest in j["episodes"]:
+                from affectlab.data.timeline import Episode
+                per_class[cls] += labelled_frames(Episode(cls, *rest), knobs["threshold"])
+        per_class[0] = total - per_class[1:].sum()
+        share = per_class / total
+        target = np.array(list(synth.AFFWILD2_PROPORTIONS.values()))
+        assert np.allclose(share, target, atol=0.03), (split, share.round(3))
+        assert (per_class[1:] > 0).all()
+
+
+def test_expressions_reach_the_labels(tiny_world):
+    e = read_abaw(tiny_world, "EXPR", "train")
+    counts = np.bincount(e["expr"], minlength=7)
+    assert counts[0] == counts.max() and (counts > 0).all()
