@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from affectlab.models.scan import (
-    SCANCCI, CCIBranch, Conv3Input, LocalGlobalAttention, PlainResNet, SpatioChannelAttention, epoch_decay,
+    SCANCCI, CachedMaps, CCIBranch, LocalGlobalAttention, PlainResNet, SpatioChannelAttention, epoch_decay,
     param_groups, patch_bounds, patch_grid, scancci_loss)
 
 
@@ -69,13 +69,15 @@ def test_scancci_shapes_at_the_profiles_sizes(backbone, size, c3, c4, hw3):
     assert att["local"].shape == att["global"].shape == (2, hw3, hw3) and att["grid"].shape == (25, 4)
 
 
-def test_cached_conv3_path_equals_the_image_path():
+def test_cached_maps_path_equals_the_image_path():
     torch.manual_seed(0)
-    for model in (SCANCCI("resnet18", freeze_stem=True), PlainResNet("resnet18", freeze_stem=True)):
+    for model in (SCANCCI("resnet18", freeze_through="conv4_x"), PlainResNet("resnet18", freeze_through="conv4_x")):
         model.eval()
         x = torch.randn(2, 3, 64, 64)
         with torch.no_grad():
-            torch.testing.assert_close(Conv3Input(model)(model.stem(x))["expr"], model(x)["expr"])
+            torch.testing.assert_close(CachedMaps(model)(*model.maps(x))["expr"], model(x)["expr"])
+    with pytest.raises(ValueError, match="freeze_through"):
+        SCANCCI("resnet18", freeze_through="layer2")
 
 
 def test_cci_has_k_independent_block_classifiers():
@@ -97,13 +99,16 @@ def test_loss_is_lambda_lu_plus_one_minus_lambda_sum_li():
         scancci_loss(1.5)
 
 
-def test_two_parameter_groups_and_frozen_stem_left_out():
-    model = SCANCCI("resnet18", freeze_stem=True)
-    body, heads = param_groups(Conv3Input(model))
+def test_two_parameter_groups_and_frozen_stages_left_out():
+    model = SCANCCI("resnet18", freeze_through="conv3_x")
+    body, heads = param_groups(CachedMaps(model))
     assert {id(p) for p in heads} == {id(p) for p in [*model.scan.parameters(), *model.cci.parameters()]}
     assert {id(p) for p in body} == {id(p) for p in model.layer3.parameters()}
     model.train()
     assert not model.stem.training and model.layer3.training  # frozen BN statistics stay put
+    plain = PlainResNet("resnet18", freeze_through="conv4_x").train()
+    body, heads = param_groups(plain)
+    assert {id(p) for p in body} == {id(p) for p in plain.layer4.parameters()} and not plain.layer3.training
 
 
 def test_epoch_decay_multiplies_by_095_each_epoch():

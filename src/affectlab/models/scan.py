@@ -28,19 +28,19 @@ from affectlab.labels import EXPRESSIONS
 from affectlab.losses import masked_cross_entropy
 
 __all__ = ["PROFILES", "patch_bounds", "patch_grid", "SpatioChannelAttention", "LocalGlobalAttention",
-           "CCIBranch", "SCANCCI", "PlainResNet", "Conv3Input", "scancci_loss", "param_groups",
+           "CCIBranch", "SCANCCI", "PlainResNet", "CachedMaps", "scancci_loss", "param_groups",
            "epoch_decay"]
 
 PROFILES: dict[str, dict] = {
-    # CPU: ResNet-18 at 64 px (conv3_x is 128×8×8, conv4_x 256×4×4); the stem up to conv3_x frozen and its
-    # maps cached, so only conv4_x + the attention heads train; one SCAN shared by the 25 patches.
-    "quick": dict(backbone="resnet18", image_size=64, m=25, k=4, lam=0.2, hidden=256, shared_local=True,
-                  freeze_stem=True, epochs=4, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
+    # CPU: ResNet-18 at 64 px (conv3_x is 128×8×8, conv4_x 256×4×4); the pre-trained backbone frozen through
+    # conv4_x and its maps cached, so only SCAN + CCI (and the baseline's conv5_x + classifier) train.
+    "quick": dict(backbone="resnet18", image_size=64, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
+                  freeze_through="conv4_x", epochs=4, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
                   weight_decay=1e-3, batch_size=64),
     # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
     # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
     "paper": dict(backbone="resnet50", image_size=224, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
-                  freeze_stem=False, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
+                  freeze_through=None, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
                   weight_decay=1e-3, batch_size=64),
 }
 
@@ -143,8 +143,13 @@ class CCIBranch(nn.Module):
 
 
 def _torchvision_resnet(backbone: str | nn.Module) -> nn.Module:
+    """A torchvision ResNet by name (random weights: nothing downloads), or the ResNet inside a given module
+    (a course ``Backbone`` keeps it as ``.net``)."""
     if isinstance(backbone, nn.Module):
-        return backbone
+        net = getattr(backbone, "net", backbone)
+        if not all(hasattr(net, f"layer{i}") for i in (1, 2, 3, 4)):
+            raise TypeError(f"{type(backbone).__name__} is not a ResNet (no layer1..layer4)")
+        return net
     import torchvision
 
     if not backbone.startswith("resnet"):
@@ -156,41 +161,52 @@ def _out_channels(stage: nn.Module) -> int:
     return [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features
 
 
-class _ResNetStemMixin:
-    """Shared by SCANCCI and the plain baseline: ``stem`` = conv1 … conv3_x (layer2), optionally frozen (its
-    BatchNorms stay in eval mode), so its output maps can be cached and ``forward_conv3`` trained on them."""
+FREEZE_CHOICES = (None, "conv3_x", "conv4_x")
 
-    def _build_stem(self, net: nn.Module, freeze: bool) -> None:
+
+class _ResNetMixin:
+    """Shared by SCANCCI and the plain baseline: ``stem`` = conv1 … conv3_x (layer2) and ``layer3`` = conv4_x.
+    ``freeze_through`` freezes the backbone up to that stage (its BatchNorms stay in eval mode), so its output
+    maps can be cached once and ``forward_maps(conv3_x, conv4_x)`` trained on them (the quick profile)."""
+
+    def _build(self, net: nn.Module, freeze_through: str | None) -> None:
+        if freeze_through not in FREEZE_CHOICES:
+            raise ValueError(f"freeze_through must be one of {FREEZE_CHOICES}, got {freeze_through!r}")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
-        self.freeze_stem = freeze
-        if freeze:
-            self.stem.requires_grad_(False)
+        self.layer3 = net.layer3  # conv4_x: Grad-CAM's target layer in the paper
+        self.frozen = [self.stem] + ([self.layer3] if freeze_through == "conv4_x" else []) if freeze_through else []
+        for m in self.frozen:
+            m.requires_grad_(False)
 
     def train(self, mode: bool = True):
         nn.Module.train(self, mode)
-        if self.freeze_stem:
-            self.stem.eval()
+        for m in self.frozen:
+            m.eval()
         return self
 
+    def maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(conv3_x, conv4_x) feature maps of images ``x``."""
+        fu = self.stem(x)
+        return fu, self.layer3(fu)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.forward_conv3(self.stem(x))
+        return self.forward_maps(*self.maps(x))
 
 
-class SCANCCI(_ResNetStemMixin, nn.Module):
+class SCANCCI(_ResNetMixin, nn.Module):
     """SCAN (conv3_x) + CCI (conv4_x) on a ResNet. ``forward(images)`` -> ``{"expr": mean logits,
     "expr_branches": [B, 1 + k, classes]}`` (branch 0 is SCAN's L_u branch)."""
 
     def __init__(self, backbone: str | nn.Module = "resnet18", n_classes: int = len(EXPRESSIONS), *, m: int = 25,
-                 k: int = 4, hidden: int = 256, shared_local: bool = False, freeze_stem: bool = False):
+                 k: int = 4, hidden: int = 256, shared_local: bool = False, freeze_through: str | None = None):
         super().__init__()
         net = _torchvision_resnet(backbone)
-        self._build_stem(net, freeze_stem)
-        self.layer3 = net.layer3  # conv4_x: Grad-CAM's target layer
+        self._build(net, freeze_through)
         self.scan = LocalGlobalAttention(_out_channels(net.layer2), m, n_classes, shared_local)
         self.cci = CCIBranch(_out_channels(net.layer3), k, hidden, n_classes)
 
-    def forward_conv3(self, fu: torch.Tensor) -> dict[str, torch.Tensor]:
-        branches = torch.cat([self.scan(fu)[:, None], self.cci(self.layer3(fu))], dim=1)
+    def forward_maps(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:
+        branches = torch.cat([self.scan(fu)[:, None], self.cci(fl)], dim=1)
         return {"expr": branches.mean(1), "expr_branches": branches}
 
     @torch.no_grad()
@@ -206,33 +222,34 @@ class SCANCCI(_ResNetStemMixin, nn.Module):
         return [*self.scan.parameters(), *self.cci.parameters()]
 
 
-class PlainResNet(_ResNetStemMixin, nn.Module):
+class PlainResNet(_ResNetMixin, nn.Module):
     """The paper's baseline (Table 2): the same ResNet, fine-tuned with a 7-way classifier."""
 
     def __init__(self, backbone: str | nn.Module = "resnet18", n_classes: int = len(EXPRESSIONS), *,
-                 freeze_stem: bool = False):
+                 freeze_through: str | None = None):
         super().__init__()
         net = _torchvision_resnet(backbone)
-        self._build_stem(net, freeze_stem)
-        self.layer3, self.layer4 = net.layer3, net.layer4
+        self._build(net, freeze_through)
+        self.layer4 = net.layer4
         self.fc = nn.Linear(_out_channels(net.layer4), n_classes)
 
-    def forward_conv3(self, fu: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"expr": self.fc(self.layer4(self.layer3(fu)).mean((2, 3)))}
+    def forward_maps(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"expr": self.fc(self.layer4(fl).mean((2, 3)))}
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.fc.parameters())
 
 
-class Conv3Input(nn.Module):
-    """Train a SCANCCI / PlainResNet on cached conv3_x maps: ``forward(maps) = model.forward_conv3(maps)``."""
+class CachedMaps(nn.Module):
+    """Train a SCANCCI / PlainResNet on cached maps: ``forward(conv3_x, conv4_x) = model.forward_maps(...)``
+    (only valid when the backbone is frozen through conv4_x, so the cached maps are what it would compute)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, fu: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.forward_conv3(fu)
+    def forward(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_maps(fu.float(), fl.float())
 
 
 def scancci_loss(lam: float = 0.2, weight: torch.Tensor | None = None):
@@ -255,8 +272,8 @@ def scancci_loss(lam: float = 0.2, weight: torch.Tensor | None = None):
 
 def param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
     """fastai splitter: [backbone, heads] — the paper's two learning rates (1e-4 backbone, 1e-3 SCAN + CCI).
-    Accepts the model itself or a ``Conv3Input`` around it; frozen parameters are left out."""
-    inner = model.model if isinstance(model, Conv3Input) else model
+    Accepts the model itself or a ``CachedMaps`` around it; frozen parameters are left out."""
+    inner = model.model if isinstance(model, CachedMaps) else model
     head_ids = {id(p) for p in inner.head_parameters()}
     trainable = [p for p in inner.parameters() if p.requires_grad]
     return [[p for p in trainable if id(p) not in head_ids], [p for p in trainable if id(p) in head_ids]]
