@@ -1,0 +1,169 @@
+"""Frame models of papers 1-2: FaceChannel training throughput and achieved FLOP/s against this machine's
+matmul peak (channels-first, channels-last, channels-last + torch.compile), the fastai Learner against a
+plain PyTorch loop on the same model and data, and SE-ResNet-50 inference at 112 and 224 px.
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward of the
+training step (convolutions and matmuls, the work a matmul peak is comparable to). Each timing is the
+median of a few steps after warm-up. Inputs are random tensors: the cost does not depend on content.
+
+    python -m benchmarks.bench_models        # prints the figures as JSON
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import torch
+
+SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1,
+                learner_image_size=64, learner_batch_size=64, learner_batches=12,
+                senet_batch=16, senet_steps=3)
+
+
+def _median_time(fn, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _facechannel_batch(image_size, batch_size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, 3, image_size, image_size, generator=g)
+    y = {"va": torch.rand(batch_size, 2, generator=g) * 2 - 1,
+         "expr": torch.randint(0, 7, (batch_size,), generator=g)}
+    return x, y
+
+
+def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: int, peak: float) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from affectlab.models.facechannel import FaceChannel, facechannel_loss
+
+    loss_fn = facechannel_loss()
+    x, y = _facechannel_batch(image_size, batch_size)
+    torch.manual_seed(0)
+    probe = FaceChannel(image_size=image_size)
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(probe(x), y).backward()
+    flops = counter.get_total_flops()
+    out = {"facechannel_gflop_per_step": flops / 1e9}
+
+    def variant(name, channels_last, compile_):
+        torch.manual_seed(0)
+        model = FaceChannel(image_size=image_size)
+        xx = x
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            xx = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        fwd = torch.compile(model) if compile_ else model
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss_fn(fwd(xx), y).backward()
+            opt.step()
+
+        try:
+            dt = _median_time(step, steps, warmup + (1 if compile_ else 0))
+        except Exception as e:  # torch.compile needs a working C++ toolchain; report, don't crash
+            out[f"{name}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            return
+        out[f"{name}_images_per_s"] = batch_size / dt
+        out[f"{name}_gflops"] = flops / dt / 1e9
+        out[f"{name}_share_of_matmul_peak"] = flops / dt / peak
+
+    variant("channels_first", False, False)
+    variant("channels_last", True, False)
+    variant("channels_last_compiled", True, True)
+    return out
+
+
+def learner_vs_loop(image_size: int, batch_size: int, n_batches: int) -> dict:
+    """One epoch of FaceChannel training on the same tensors: fastai Learner.fit vs a hand-written loop."""
+    import fastai.callback.progress  # noqa: F401  (Learner.no_bar / no_logging)
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+    from fastai.learner import Learner
+    from fastai.optimizer import SGD
+
+    from affectlab.models.facechannel import FaceChannel, facechannel_loss
+
+    x, y = _facechannel_batch(image_size, batch_size * n_batches, seed=1)
+    items = [(x[i], {"va": y["va"][i], "expr": y["expr"][i]}) for i in range(len(x))]
+    loss_fn = facechannel_loss()
+
+    def plain():
+        torch.manual_seed(0)
+        model = FaceChannel(image_size=image_size).to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        model.train()
+        t0 = time.perf_counter()
+        for i in range(n_batches):
+            sl = slice(i * batch_size, (i + 1) * batch_size)
+            xb = x[sl].contiguous(memory_format=torch.channels_last)
+            yb = {"va": y["va"][sl], "expr": y["expr"][sl]}
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+        return time.perf_counter() - t0
+
+    def learner():
+        torch.manual_seed(0)
+        model = FaceChannel(image_size=image_size).to(memory_format=torch.channels_last)
+        train = DataLoader(items, bs=batch_size, shuffle=False, drop_last=True)
+        valid = DataLoader(items[:batch_size], bs=batch_size)
+        learn = Learner(DataLoaders(train, valid), model, loss_func=loss_fn,
+                        opt_func=lambda p, lr: SGD(p, lr, mom=0.9))
+        with learn.no_bar(), learn.no_logging():
+            t0 = time.perf_counter()
+            learn.fit(1, 0.01)
+            total = time.perf_counter() - t0
+        # fit() also validates one batch; time it alone and take it out, the loop above does not validate
+        with learn.no_bar(), learn.no_logging():
+            t1 = time.perf_counter()
+            learn.validate()
+            val = time.perf_counter() - t1
+        return total - val
+
+    plain()  # warm-up (allocator, oneDNN primitives)
+    t_plain = min(plain() for _ in range(2))
+    t_learn = min(learner() for _ in range(2))
+    return {"plain_loop_images_per_s": batch_size * n_batches / t_plain,
+            "fastai_learner_images_per_s": batch_size * n_batches / t_learn,
+            "fastai_overhead_share": t_learn / t_plain - 1}
+
+
+@torch.no_grad()
+def senet_inference(batch: int, steps: int) -> dict:
+    from affectlab.models.senet import SENet50Classifier
+
+    model = SENet50Classifier("seresnet50").eval().to(memory_format=torch.channels_last)
+    out = {}
+    for size in (112, 224):
+        x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        dt = _median_time(lambda: model(x), steps, 1)
+        out[f"seresnet50_inference_{size}px_images_per_s"] = batch / dt
+    return out
+
+
+def run() -> dict:
+    from benchmarks.reference import matmul_peak_flops
+
+    s = SETTINGS
+    peak = matmul_peak_flops()
+    figures = {"matmul_peak_gflops": peak / 1e9, "threads": torch.get_num_threads(),
+               "facechannel_image_size": s["image_size"], "facechannel_batch_size": s["batch_size"]}
+    figures.update(facechannel_training(s["image_size"], s["batch_size"], s["steps"], s["warmup"], peak))
+    figures.update(learner_vs_loop(s["learner_image_size"], s["learner_batch_size"], s["learner_batches"]))
+    figures.update(senet_inference(s["senet_batch"], s["senet_steps"]))
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))

@@ -1,0 +1,158 @@
+"""The course's face feature model: the stand-in for VGGFace2 / AffectNet pre-training (papers 2-4).
+
+The papers start from a ResNet-50 or SENet-50 pre-trained on millions of faces. The course cannot ship those
+weights, so it pre-trains its own backbone on the synthetic static corpora (AffectNet, RAF-DB and ExpW
+formats: 7 expressions, plus valence / arousal where AffectNet has them), caches it under ``data/cache/``
+keyed by its settings and the data's fingerprint, and trains it on first use — so every chapter runs
+stand-alone and the second chapter to ask gets it in a second.
+
+    from affectlab.models.pretrain import face_feature_model
+    from affectlab.models.backbones import backbone_stages, freeze_all_but
+
+    body = face_feature_model(profile="quick")          # a Backbone: images [B,3,64,64] -> [B, body.feature_dim]
+    stages = backbone_stages(body)                      # stem, conv2_x, conv3_x, conv4_x, conv5_x
+    freeze_all_but(body, ("conv5_x",))                  # paper 3: only the last stage trains
+    body.pretrain_info                                  # {"arch", "image_size", "val_f1", "val_acc", ...}
+
+Profiles: ``quick`` = a narrow ResNet-18 (BasicBlock [2,2,2,2], 16/32/64/128 channels) at 64 px, a few epochs
+(well under a minute on a 2-core CPU); ``paper`` = ResNet-50 at 112 px (``arch="seresnet50"`` for paper 2).
+With a real VGGFace2 pickle, ``face_feature_model(weights="resnet50_ft_weight.pkl", arch="resnet50")``
+loads it safely instead (``backbones.load_vggface2``) and trains nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from affectlab.models.backbones import Backbone, load_vggface2
+
+PROFILES = {
+    "quick": dict(arch="resnet18", width=16, image_size=64, epochs=8, batch_size=32, lr=3e-3, va_weight=0.5),
+    "paper": dict(arch="resnet50", width=64, image_size=112, epochs=20, batch_size=256, lr=1e-3, va_weight=0.5),
+}
+VERSION = 2  # bump when the training recipe changes, so old caches are not reused
+
+
+class PretrainNet(nn.Module):
+    """Backbone + the pre-training heads (7 expressions, valence / arousal); only the backbone is kept."""
+
+    def __init__(self, body: Backbone):
+        super().__init__()
+        self.body = body
+        self.expr = nn.Linear(body.feature_dim, 7)
+        self.va = nn.Linear(body.feature_dim, 2)
+
+    def forward(self, x):
+        f = self.body(x)
+        return {"expr": self.expr(f), "va": torch.tanh(self.va(f))}
+
+
+def static_corpus(root: str | os.PathLike, split: str) -> pd.DataFrame:
+    """AffectNet + RAF-DB + ExpW rows of ``split`` under ``root`` (whichever exist), with a ``source``
+    column; valence / arousal only where AffectNet gives them (NaN -> the -5 sentinel in the loader)."""
+    from affectlab.data.static import read_affectnet, read_expw, read_rafdb
+
+    root = Path(root)
+    frames = []
+    for name, reader in (("affectnet", read_affectnet), ("rafdb", read_rafdb), ("expw", read_expw)):
+        sub = root / name if (root / name).is_dir() else root
+        try:
+            df = reader(sub, split)
+        except FileNotFoundError:
+            continue
+        frames.append(df.assign(source=name))
+    if not frames:
+        raise FileNotFoundError(f"{root}: no AffectNet, RAF-DB or ExpW corpus found for pre-training")
+    return pd.concat(frames, ignore_index=True)
+
+
+def data_fingerprint(root: str | os.PathLike) -> str:
+    """The synthetic world's content hash, or (real data) a hash of the label files' names, sizes, mtimes."""
+    root = Path(root)
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("content_hash", "")
+    h = hashlib.sha256()
+    for pattern in ("**/training.csv", "**/validation.csv", "**/list_patition_label.txt", "**/label.lst"):
+        for p in sorted(root.glob(pattern)):
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _settings(profile: str, **overrides) -> dict:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    unknown = set(overrides) - set(PROFILES[profile])
+    if unknown:
+        raise ValueError(f"unknown face feature model setting(s) {sorted(unknown)}; known: {sorted(PROFILES[profile])}")
+    return {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Train the backbone on the static corpora; returns its state dict plus ``meta.*`` scalars."""
+    import fastai.callback.progress  # noqa: F401  (Learner.no_bar / no_logging)
+
+    from affectlab.data.loaders import frame_dls
+    from affectlab.losses import MultiTaskLoss, masked_ccc_loss, masked_cross_entropy
+    from affectlab.metrics import accuracy, f1_macro
+    from affectlab.train import make_learner, predict, set_seed
+
+    set_seed(seed)
+    train_df, valid_df = static_corpus(root, "train"), static_corpus(root, "val")
+    dls = frame_dls(train_df, valid_df, targets=("expr", "va"), size=settings["image_size"],
+                    bs=settings["batch_size"], augment=True, seed=seed, device=None)
+    net = PretrainNet(Backbone(settings["arch"], settings["width"]))
+    net = net.to(memory_format=torch.channels_last)
+    loss = MultiTaskLoss(expr=(1.0, masked_cross_entropy), va=(settings["va_weight"], masked_ccc_loss))
+    learn = make_learner(dls, net, loss, device=device)
+    if progress:
+        learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    else:
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    with learn.no_bar():
+        preds, targs = predict(learn, dls.valid)
+    keep = targs["expr"] >= 0
+    f1 = f1_macro(targs["expr"][keep], preds["expr"][keep], labels=range(7))
+    acc = accuracy(targs["expr"][keep], preds["expr"][keep])
+    state = {f"body.{k}": v.detach().cpu().contiguous() for k, v in net.body.state_dict().items()}
+    state.update({"meta.val_f1": torch.tensor(f1), "meta.val_acc": torch.tensor(acc),
+                  "meta.n_train": torch.tensor(len(train_df)), "meta.n_valid": torch.tensor(len(valid_df))})
+    return state
+
+
+def face_feature_model(profile: str = "quick", data_root=None, device="auto", seed: int = 0, *,
+                       arch: str | None = None, width: int | None = None, image_size: int | None = None,
+                       epochs: int | None = None, weights: str | os.PathLike | None = None,
+                       progress: bool = False) -> Backbone:
+    """The pre-trained face backbone for ``profile`` (trained on first use, then read from the cache).
+
+    Returns a ``Backbone`` in eval mode on the CPU (move it where you need it): images normalised with
+    ``affectlab.data.loaders.MEAN/STD`` at ``body.pretrain_info["image_size"]`` -> ``[B, body.feature_dim]``.
+    ``arch`` / ``width`` / ``image_size`` / ``epochs`` override the profile; ``weights`` loads a VGGFace2
+    pickle instead of pre-training.
+    """
+    from affectlab.paths import resolve_data_root
+    from affectlab.train import cache_key, cached, profile_settings
+
+    settings = _settings(profile, arch=arch, width=width, image_size=image_size, epochs=epochs)
+    if weights is not None:
+        body = Backbone(settings["arch"], settings["width"])
+        report = load_vggface2(body, weights)
+        body.pretrain_info = {**settings, "source": "vggface2", "load_report": str(report)}
+        return body.eval()
+    root = resolve_data_root(data_root, profile_settings(profile)["preset"], seed)
+    key = cache_key("face_feature_model", VERSION, settings, data_fingerprint(root), seed)
+    state = cached(f"face-feature-{profile}", key, lambda: pretrain(root, settings, device, seed, progress))
+    body = Backbone(settings["arch"], settings["width"])
+    body.load_state_dict({k[len("body."):]: v for k, v in state.items() if k.startswith("body.")})
+    body.pretrain_info = {**settings, "source": "synthetic static corpora", "cache_key": key,
+                          **{k[len("meta."):]: float(v) for k, v in state.items() if k.startswith("meta.")}}
+    return body.eval()
