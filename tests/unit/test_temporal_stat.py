@@ -5,8 +5,9 @@ import torch
 
 from affectlab.labels import INVALID_VA
 from affectlab.losses import masked_ccc_loss, masked_cross_entropy
+from affectlab.models.backbones import make_backbone
 from affectlab.models.temporal_stat import (
-    VARIANTS, TemporalStatNet, average_fusion, freeze_all_but_last_stage, resnet_frame_backbone, stat_pool,
+    VARIANTS, TemporalStatNet, average_fusion, freeze_all_but_last_stage, stat_pool,
     temporal_loss, va5_mse, va5_target)
 
 SMALL = dict(lstm_hidden=8, dense=16, dropout=0.0)
@@ -27,7 +28,7 @@ def test_variant_heads_and_shapes_on_cached_features(variant):
 
 def test_end_to_end_on_frames_matches_cached_features():
     torch.manual_seed(0)
-    bb = resnet_frame_backbone("resnet18")
+    bb = make_backbone("resnet18", width=16)
     net = TemporalStatNet(6, feature_dim=bb.feature_dim, backbone=bb, **SMALL).eval()
     x = torch.randn(2, 3, 3, 32, 32)
     with torch.no_grad():
@@ -79,12 +80,12 @@ def test_image_variants_ignore_previous_frames(variant, uses_past):
 
 
 def test_only_the_last_stage_learns_and_frozen_bn_stays_in_eval():
-    bb = freeze_all_but_last_stage(resnet_frame_backbone("resnet18"))
+    bb = freeze_all_but_last_stage(make_backbone("resnet18", width=16))
     net = TemporalStatNet(4, feature_dim=bb.feature_dim, backbone=bb, **SMALL).train()
-    trainable = {n.split(".")[0] for n, p in net.backbone.named_parameters() if p.requires_grad}
+    trainable = {n.split(".")[1] for n, p in net.backbone.named_parameters() if p.requires_grad}
     assert trainable == {"layer4"}
-    assert not net.backbone.layer1.training and not net.backbone.bn1.training
-    assert net.backbone.layer4.training
+    assert not net.backbone.net.layer1.training and not net.backbone.net.bn1.training
+    assert net.backbone.net.layer4.training
 
 
 def test_bad_variant_and_input_are_clear_errors():

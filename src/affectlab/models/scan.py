@@ -142,19 +142,16 @@ class CCIBranch(nn.Module):
                             for head, (r0, r1, c0, c1) in zip(self.heads, grid)], dim=1)  # [B, k, classes]
 
 
-def _torchvision_resnet(backbone: str | nn.Module) -> nn.Module:
-    """A torchvision ResNet by name (random weights: nothing downloads), or the ResNet inside a given module
-    (a course ``Backbone`` keeps it as ``.net``)."""
-    if isinstance(backbone, nn.Module):
-        net = getattr(backbone, "net", backbone)
-        if not all(hasattr(net, f"layer{i}") for i in (1, 2, 3, 4)):
-            raise TypeError(f"{type(backbone).__name__} is not a ResNet (no layer1..layer4)")
-        return net
-    import torchvision
+def _resnet_stages(backbone: str | nn.Module):
+    """The stages (stem, conv2_x … conv5_x) of a ResNet given by name (random weights: nothing downloads) or
+    as a module — a course ``Backbone`` (e.g. the pre-trained face feature model) or a bare ResNet."""
+    from affectlab.models.backbones import backbone_stages, make_backbone
 
-    if not backbone.startswith("resnet"):
-        raise ValueError(f"SCANCCI needs a ResNet backbone (conv3_x / conv4_x stages), got {backbone!r}")
-    return getattr(torchvision.models, backbone)(weights=None)
+    if isinstance(backbone, str):
+        if not backbone.startswith(("resnet", "seresnet")):
+            raise ValueError(f"SCANCCI needs a ResNet backbone (conv3_x / conv4_x stages), got {backbone!r}")
+        backbone = make_backbone(backbone)
+    return backbone_stages(backbone)
 
 
 def _out_channels(stage: nn.Module) -> int:
@@ -169,11 +166,11 @@ class _ResNetMixin:
     ``freeze_through`` freezes the backbone up to that stage (its BatchNorms stay in eval mode), so its output
     maps can be cached once and ``forward_maps(conv3_x, conv4_x)`` trained on them (the quick profile)."""
 
-    def _build(self, net: nn.Module, freeze_through: str | None) -> None:
+    def _build(self, stages, freeze_through: str | None) -> None:
         if freeze_through not in FREEZE_CHOICES:
             raise ValueError(f"freeze_through must be one of {FREEZE_CHOICES}, got {freeze_through!r}")
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
-        self.layer3 = net.layer3  # conv4_x: Grad-CAM's target layer in the paper
+        self.stem = nn.Sequential(stages["stem"], stages["conv2_x"], stages["conv3_x"])
+        self.layer3 = stages["conv4_x"]  # conv4_x: Grad-CAM's target layer in the paper
         self.frozen = [self.stem] + ([self.layer3] if freeze_through == "conv4_x" else []) if freeze_through else []
         for m in self.frozen:
             m.requires_grad_(False)
@@ -200,10 +197,10 @@ class SCANCCI(_ResNetMixin, nn.Module):
     def __init__(self, backbone: str | nn.Module = "resnet18", n_classes: int = len(EXPRESSIONS), *, m: int = 25,
                  k: int = 4, hidden: int = 256, shared_local: bool = False, freeze_through: str | None = None):
         super().__init__()
-        net = _torchvision_resnet(backbone)
-        self._build(net, freeze_through)
-        self.scan = LocalGlobalAttention(_out_channels(net.layer2), m, n_classes, shared_local)
-        self.cci = CCIBranch(_out_channels(net.layer3), k, hidden, n_classes)
+        stages = _resnet_stages(backbone)
+        self._build(stages, freeze_through)
+        self.scan = LocalGlobalAttention(_out_channels(stages["conv3_x"]), m, n_classes, shared_local)
+        self.cci = CCIBranch(_out_channels(stages["conv4_x"]), k, hidden, n_classes)
 
     def forward_maps(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:
         branches = torch.cat([self.scan(fu)[:, None], self.cci(fl)], dim=1)
@@ -228,10 +225,10 @@ class PlainResNet(_ResNetMixin, nn.Module):
     def __init__(self, backbone: str | nn.Module = "resnet18", n_classes: int = len(EXPRESSIONS), *,
                  freeze_through: str | None = None):
         super().__init__()
-        net = _torchvision_resnet(backbone)
-        self._build(net, freeze_through)
-        self.layer4 = net.layer4
-        self.fc = nn.Linear(_out_channels(net.layer4), n_classes)
+        stages = _resnet_stages(backbone)
+        self._build(stages, freeze_through)
+        self.layer4 = stages["conv5_x"]
+        self.fc = nn.Linear(_out_channels(stages["conv5_x"]), n_classes)
 
     def forward_maps(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"expr": self.fc(self.layer4(fl).mean((2, 3)))}

@@ -28,7 +28,7 @@ from affectlab.labels import EXPRESSIONS, INVALID_VA
 from affectlab.losses import MultiTaskLoss, masked_ccc_loss, masked_cross_entropy
 
 __all__ = ["PROFILES", "VARIANTS", "Variant", "TemporalStatNet", "stat_pool", "va5_target", "va5_mse",
-           "temporal_loss", "average_fusion", "resnet_frame_backbone", "freeze_all_but_last_stage"]
+           "temporal_loss", "average_fusion", "freeze_all_but_last_stage"]
 
 PROFILES: dict[str, dict] = {
     # CPU: resnet18 features at 64 px (cached), small heads, a 16-frame window, heads trained on the cache.
@@ -105,24 +105,14 @@ def _branch(n_in: int, width: int, n_out: int, dropout: float, tanh: bool) -> nn
     return nn.Sequential(*layers, nn.Tanh()) if tanh else nn.Sequential(*layers)
 
 
-def resnet_frame_backbone(name: str = "resnet18") -> nn.Module:
-    """A torchvision ResNet whose output is its pooled feature vector (fc replaced by Identity), random init.
-    (The course's pre-trained face model replaces it; no weights are downloaded here.)"""
-    import torchvision
+def freeze_all_but_last_stage(backbone: nn.Module) -> nn.Module:
+    """Freeze every parameter of a ResNet ``Backbone`` except its last stage, conv5_x (the paper fine-tunes
+    only that stage); ``backbone.frozen_stages`` lists the frozen modules, whose BatchNorm statistics
+    ``TemporalStatNet.train()`` keeps fixed too."""
+    from affectlab.models.backbones import backbone_stages, freeze_all_but
 
-    net = getattr(torchvision.models, name)(weights=None)
-    net.feature_dim = net.fc.in_features
-    net.fc = nn.Identity()
-    return net
-
-
-def freeze_all_but_last_stage(backbone: nn.Module, last_stage: str = "layer4") -> nn.Module:
-    """Freeze every parameter except those of ``last_stage`` (the paper trains only ResNet's last stage)."""
-    if not hasattr(backbone, last_stage):
-        raise ValueError(f"the backbone has no {last_stage!r} stage to keep trainable")
-    for name, p in backbone.named_parameters():
-        p.requires_grad_(name.startswith(last_stage + "."))
-    backbone.frozen_except = last_stage
+    freeze_all_but(backbone, ("conv5_x",))
+    backbone.frozen_stages = [m for name, m in backbone_stages(backbone).items() if name != "conv5_x"]
     return backbone
 
 
@@ -141,7 +131,7 @@ class TemporalStatNet(nn.Module):
             raise ValueError(f"the paper's LSTM module has 1 or 2 layers, got {lstm_layers}")
         self.variant = VARIANTS[variant]
         self.backbone = backbone
-        if backbone is not None and not hasattr(backbone, "frozen_except"):
+        if backbone is not None and not hasattr(backbone, "frozen_stages"):
             freeze_all_but_last_stage(backbone)
         # The face feature model's own classification layer: its softmax gives the probability scores.
         self.face_classifier = face_classifier or nn.Linear(feature_dim, n_classes)
@@ -163,10 +153,8 @@ class TemporalStatNet(nn.Module):
         super().train(mode)
         # Frozen stages keep their BatchNorm statistics: only the last stage is fine-tuned.
         if self.backbone is not None and mode:
-            stage = self.backbone.frozen_except
-            for name, m in self.backbone.named_children():
-                if name != stage:
-                    m.eval()
+            for m in self.backbone.frozen_stages:
+                m.eval()
         return self
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
