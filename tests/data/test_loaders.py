@@ -123,3 +123,22 @@ def test_a_fastai_learner_trains_on_the_world(tiny_world):
     learn = Learner(dls, Net(), loss_func=loss)
     learn.fit(1, 1e-2)
     assert np.isfinite(learn.recorder.values[-1][0])
+
+
+def test_augmentation_flips_and_jitters_training_batches_only(tmp_path):
+    import cv2
+    paths = []
+    for i in range(32):
+        img = np.zeros((16, 16, 3), np.uint8)
+        img[:, :8] = (0, 0, 200)                    # left half red (BGR), right half black
+        cv2.imwrite(str(tmp_path / f"{i}.png"), img)
+        paths.append(str(tmp_path / f"{i}.png"))
+    df = pd.DataFrame({"path": paths, "expr": 0})
+    dls = frame_dls(df, df, targets=("expr",), size=16, bs=32, device="cpu", seed=0)
+    x, _ = dls.one_batch()
+    red = denormalize(x)[:, 0]
+    flipped = red[:, :, 8:].mean((1, 2)) > red[:, :, :8].mean((1, 2))
+    assert 0 < flipped.sum() < 32                        # some, not all, flipped
+    assert red[:, :, :8].mean((1, 2)).std() > 0.01 or red[:, :, 8:].mean((1, 2)).std() > 0.01   # jittered
+    xv, _ = next(iter(dls.valid))
+    assert torch.allclose(xv, xv[:1].expand_as(xv))      # validation: untouched, identical images

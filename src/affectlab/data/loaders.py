@@ -199,28 +199,32 @@ class AffectDataLoader(DataLoader):
     def after_batch(self, b):
         x = b[0]
         if x.dtype == torch.uint8:  # images: [..., H, W, 3] uint8 -> normalised float [..., 3, H, W]
-            x = x.permute(*range(x.ndim - 3), x.ndim - 1, x.ndim - 3, x.ndim - 2).float().div_(255)
+            x = x.permute(*range(x.ndim - 3), x.ndim - 1, x.ndim - 3, x.ndim - 2).float().contiguous()
             if self.augment:
                 x = self._augment(x)
             shape = (3, 1, 1)
-            x = (x - MEAN.to(x.device).view(shape)) / STD.to(x.device).view(shape)
+            x = x.sub_(255 * MEAN.to(x.device).view(shape)).div_(255 * STD.to(x.device).view(shape))
         return (x, *b[1:])
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Horizontal flip and colour jitter with the SE-ResNet paper's strengths (brightness 0.4, contrast
-        0.3, saturation 0.25; its hue jitter is left out), one draw per sample (shared by the frames of a
-        clip or video, so motion stays consistent)."""
+        0.3, saturation 0.25; its hue jitter is left out) on [0, 255] images, one draw per sample (shared
+        by the frames of a clip or video, so motion stays consistent).
+
+        The three jitters are folded into one affine map per sample: with g the grey image and m its mean,
+        brightness b, contrast c and saturation s give  b*c*(s*x + (1-s)*g) + (1-c)*b*m  (torchvision clamps
+        after each step; clamping once at the end is the only difference)."""
         n = x.shape[0]
         view = (n,) + (1,) * (x.ndim - 1)
         p = torch.rand(n, 4, generator=self.gen).to(x.device)
-        x = torch.where((p[:, 0] < 0.5).view(view), x.flip(-1), x)
+        flip = (p[:, 0] < 0.5).nonzero().squeeze(1)
+        x[flip] = x[flip].flip(-1)
         bright, contrast, sat = ((1 - a + 2 * a * p[:, i]).view(view) for i, a in ((1, 0.4), (2, 0.3), (3, 0.25)))
-        x = x * bright
-        gray = (0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]).unsqueeze(-3)
+        gray = (0.299 * x[..., 0:1, :, :]).add_(x[..., 1:2, :, :], alpha=0.587).add_(x[..., 2:3, :, :], alpha=0.114)
         mean = gray.mean(dim=tuple(range(1, gray.ndim)), keepdim=True)
-        x = (x - mean) * contrast + mean
-        gray = (0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]).unsqueeze(-3)
-        return ((x - gray) * sat + gray).clamp_(0, 1)
+        out = torch.addcmul(gray * (1 - sat), x, sat)
+        out.mul_(bright * contrast).add_((1 - contrast) * bright * mean)
+        return out.clamp_(0, 255)
 
 
 def _dls(train_src, valid_src, bs, augment, sampler, device, num_workers, seed) -> DataLoaders:

@@ -47,16 +47,16 @@ AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177,
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(subjects=6, pairs=1, frames=(50, 90), val_subjects=2, affectnet=(40, 20), rafdb=(30, 15),
-                 expw=30, hume=(6, 3), hume_frames=(20, 40), episode_scale=0.35),
+                 expw=30, hume=(6, 3), hume_frames=(20, 40), episode_scale=0.3, min_episodes=1),
     "quick": dict(subjects=34, pairs=3, frames=(200, 420), val_subjects=12, affectnet=(1000, 300),
-                  rafdb=(500, 150), expw=400, hume=(56, 24), hume_frames=(20, 160), episode_scale=1.0),
+                  rafdb=(500, 150), expw=400, hume=(56, 24), hume_frames=(20, 160), episode_scale=1.0, min_episodes=2),
     "full": dict(subjects=300, pairs=20, frames=(600, 3000), val_subjects=80, affectnet=(20000, 3000),
-                 rafdb=(10000, 3000), expw=10000, hume=(600, 200), hume_frames=(40, 480), episode_scale=1.5),
+                 rafdb=(10000, 3000), expw=10000, hume=(600, 200), hume_frames=(40, 480), episode_scale=1.5, min_episodes=3),
 }
 KNOBS: dict = dict(
     image_size=112, threshold=0.3, proportions=AFFWILD2_PROPORTIONS, pose=1.0, jitter=1.0, occlusion=1.0,
     blur=1.0, lost=1.0, noise=(1.0, 9.0), jpeg=(45, 95), light=0.7, lag=(2, 6), va_smooth=7, va_noise=0.03,
-    wrong_labels=0.02, va_flip=0.06, min_val_episodes=2, workers=2,
+    wrong_labels=0.02, va_flip=0.06, min_episodes=None, workers=2,
 )
 
 
@@ -127,7 +127,7 @@ def _affwild_video(job: dict) -> dict:
 
 def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list[dict]:
     """Subject-disjoint splits, then expression episodes per split so that each split's labelled frames
-    follow ``proportions`` (and every class has at least ``min_val_episodes`` episodes)."""
+    follow ``proportions`` (and every class has at least ``min_episodes`` episodes)."""
     n_sub = preset["subjects"]
     order = rng.permutation(n_sub)
     val = set(order[: preset["val_subjects"]].tolist())
@@ -147,6 +147,8 @@ def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list
             k += 1
     jobs = []
     props = knobs["proportions"]
+    # At least this many episodes of every class in each split, so rare classes reach validation too.
+    min_episodes = preset["min_episodes"] if knobs["min_episodes"] is None else knobs["min_episodes"]
     for split in ("train", "val"):
         vids = [v for v in videos if v[2] == split]
         lengths = rng.integers(*preset["frames"], len(vids))
@@ -154,7 +156,7 @@ def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list
         episodes: list[Episode] = []
         for c, name in enumerate(EXPRESSIONS[1:], start=1):
             need, got = props[name] / sum(props.values()) * total, 0.0
-            while got < need or sum(e.cls == c for e in episodes) < knobs["min_val_episodes"]:
+            while got < need or sum(e.cls == c for e in episodes) < min_episodes:
                 ep = random_episode(rng, c, preset["episode_scale"])
                 episodes.append(ep)
                 got += labelled_frames(ep, knobs["threshold"])
