@@ -110,3 +110,17 @@ def test_expressions_reach_the_labels(tiny_world):
     e = read_abaw(tiny_world, "EXPR", "train")
     counts = np.bincount(e["expr"], minlength=7)
     assert counts[0] == counts.max() and (counts > 0).all()
+
+
+def test_concurrent_calls_generate_once(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+    real = synth._generate
+    monkeypatch.setattr(synth, "_generate", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: synth.make_world(tmp_path / "w", preset="tiny", seed=5, workers=1,
+                                                         progress=False), range(2)))
+    assert outs[0] == outs[1] and len(calls) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["w"]   # no temp left
+    assert len(read_abaw(outs[0], "EXPR", "train")) > 0

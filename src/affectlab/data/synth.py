@@ -17,7 +17,8 @@ Determinism: every video or image batch draws from its own ``SeedSequence((seed,
 files are byte-identical whatever the number of worker processes. A call whose manifest matches is a no-op;
 a different preset, seed or knob set regenerates the directory (only if it holds a world made by this
 generator — anything else is refused). Generation goes to a temporary sibling that is renamed at the end,
-so an interrupted run never leaves a half world behind.
+so an interrupted run never leaves a half world behind, and holds a file lock, so processes that start
+together (tests, chapters, the CLI) generate once: the others wait and find the world made.
 """
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ import os
 import shutil
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: no widget state in notebooks
 
 from affectlab.labels import AUS_17, AUS_ABAW, EXPRESSIONS, REACTIONS
 
@@ -261,6 +263,48 @@ def _settings(preset: str, seed: int, knobs: dict) -> dict:
             "knobs": json.loads(json.dumps({k: v for k, v in merged.items() if k != "workers"}))}
 
 
+def _matches(manifest: Path, settings: dict) -> dict | None:
+    """The manifest's content when it exists; ``{"match": True}`` added when it records ``settings``."""
+    if not manifest.is_file():
+        return None
+    try:
+        old = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return {}
+    old["match"] = all(old.get(k) == v for k, v in settings.items())
+    return old
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """One generator per output folder at a time (chapters, tests and the CLI may start together): the
+    others wait here and then find the world made. POSIX file lock; no lock where fcntl is missing."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent runs expected
+        yield
+        return
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete temporary folders left by generator runs whose process is gone (an interrupted run)."""
+    for tmp in out.parent.glob(f"{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
 def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, progress: bool = True, **knobs) -> Path:
     """Generate the synthetic world into ``out`` (see the module docstring) and return its path.
 
@@ -268,20 +312,38 @@ def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, pro
     """
     out = Path(out).expanduser().resolve()
     settings = _settings(preset, seed, knobs)
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if all(old.get(k) == v for k, v in settings.items()):
-            return out
-        warnings.warn(f"{out}: holds a world with preset={old.get('preset')} seed={old.get('seed')}; "
-                      f"regenerating it with preset={preset} seed={seed}", stacklevel=2)
-    elif out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty and holds no synthetic-world manifest.json; "
-                              "refusing to write into it (choose an empty or new directory)")
-    k = {**KNOBS, **knobs}
+    old = _matches(out / "manifest.json", settings)
+    if old and old["match"]:
+        return out                                  # the common case: no lock, no work
+    with _exclusive(out):
+        old = _matches(out / "manifest.json", settings)
+        if old and old["match"]:
+            return out                              # another process made it while we waited
+        if old is not None:
+            warnings.warn(f"{out}: holds a world with preset={old.get('preset')} seed={old.get('seed')} "
+                          f"(or other knobs); regenerating it with preset={preset} seed={seed}", stacklevel=2)
+        elif out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} is not empty and holds no synthetic-world manifest.json; "
+                                  "refusing to write into it (choose an empty or new directory)")
+        _remove_stale_tmp(out)
+        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            _generate(tmp, preset, seed, settings, {**KNOBS, **knobs}, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # Swap in the new world with two renames, so readers never see a half-deleted folder for long.
+        old_dir = out.with_name(out.name + f".old-{os.getpid()}")
+        if out.exists():
+            out.rename(old_dir)
+        tmp.rename(out)
+        shutil.rmtree(old_dir, ignore_errors=True)
+    return out
+
+
+def _generate(tmp: Path, preset: str, seed: int, settings: dict, k: dict, progress: bool) -> None:
     workers = max(1, min(int(k["workers"]), os.cpu_count() or 1))
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     p = PRESETS[preset]
     rng = _rng(seed, 99, 0)
     aw = tmp / "affwild2"
@@ -308,11 +370,6 @@ def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, pro
               "static_images": sum(j["count"] for j in static_jobs)}
     meta = {**settings, "counts": counts, "content_hash": content_hash(tmp)}
     (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
-    return out
 
 
 def read_ground_truth(root: str | os.PathLike, split: str) -> pd.DataFrame:
