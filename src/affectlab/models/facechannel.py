@@ -37,8 +37,8 @@ VARIANTS = {"FC_A": ("arousal",), "FC_V": ("valence",), "FC_E": ("expr",), "FC":
 # The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
 # quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
 PROFILES = {
-    "quick": dict(image_size=64, width=64, seq_len=10, batch_size=64, epochs=3, lr=3e-3,
-                  seq_epochs=6, seq_lr=3e-3, max_train_frames=6000),
+    "quick": dict(image_size=64, width=32, seq_len=10, batch_size=64, epochs=3, lr=3e-3,
+                  seq_epochs=4, seq_lr=3e-3, max_train_frames=3000),
     "paper": dict(image_size=120, width=64, seq_len=10, batch_size=1024, epochs=30, lr=0.0155,
                   momentum=0.74, seq_epochs=30, seq_lr=1e-3, max_train_frames=None),
 }
@@ -184,7 +184,7 @@ class FaceChannelS(nn.Module):
     @classmethod
     def from_facechannel(cls, fc: FaceChannel, tasks=None, **kw) -> "FaceChannelS":
         """An FC-S whose frame trunk is a copy of the trained ``fc``'s (the paper's initialisation)."""
-        model = cls(tasks=tasks or fc.tasks, **fc.config, **kw)
+        model = cls(tasks=tasks or fc.tasks, **{**fc.config, **kw})
         model.trunk.load_state_dict(fc.trunk.state_dict())
         return model
 

@@ -153,4 +153,5 @@ def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_ba
     if validate_every:
         cbs.append(ValidateEvery(validate_every, max(batch // micro_batch, 1)))
     return make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
-                        device=device, cbs=cbs, log_name=log_name, splitter=senet_splitter, opt_func=paper_sgd)
+                        device=device, cbs=cbs, log_name=log_name, splitter=senet_splitter, opt_func=paper_sgd,
+                        wd_bn_bias=True)  # PyTorch's SGD (the paper's) decays biases and BatchNorm weights too
