@@ -13,25 +13,30 @@ which); given frames ``[B, t, 3, H, W]`` and a ``rec``, it runs end to end inste
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from affectlab.labels import AUS_17, EXPRESSIONS, REACTIONS, au_given_expression
 from affectlab.losses import distribution_matching_loss, masked_bce, masked_ccc_loss, masked_cross_entropy
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["PROFILES", "REC", "RECLoss", "REPRESENTATION_SLICES", "rec_representations", "MaskLayer",
-           "FaceRNet", "FaceRNetLoss", "masked_pearson_loss", "check_lengths"]
+           "FaceRNet", "FaceRNetLoss", "masked_pearson_loss", "check_lengths", "rec_frames", "partial_annotation",
+           "train_rec", "rec_video_features", "train_facernet", "predict_videos"]
 
 PROFILES: dict[str, dict] = {
-    # CPU, chapter 07 in <= 3 minutes: a narrow REC at 64 px, short videos, a few epochs.
-    "quick": dict(image_size=64, rec_width=16, rec_epochs=3, rec_lr=3e-3, rec_batch_size=128,
-                  t=160, hidden=128, dense=32, batch_size=8, epochs=12, lr=3e-3, lr_end_to_end=1e-4),
+    # CPU, chapter 07 in <= 3 minutes: a narrow REC at 48 px on every 3rd frame, short videos, few epochs.
+    "quick": dict(image_size=48, rec_width=16, rec_epochs=4, rec_lr=5e-3, rec_batch_size=64, rec_frame_stride=3,
+                  label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
+                  t=160, hidden=128, dense=32, batch_size=8, epochs=8, lr=3e-3, lr_end_to_end=1e-4),
     # The paper's section 3.3: 112 px, t = 480, batch 4, Adam 1e-4 from scratch and 1e-5 end to end.
-    "paper": dict(image_size=112, rec_width=64, rec_epochs=20, rec_lr=1e-4, rec_batch_size=256,
+    "paper": dict(image_size=112, rec_width=64, rec_epochs=20, rec_lr=1e-4, rec_batch_size=256, rec_frame_stride=1,
+                  label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
                   t=480, hidden=128, dense=32, batch_size=4, epochs=30, lr=1e-4, lr_end_to_end=1e-5),
 }
 
@@ -204,9 +209,11 @@ class FaceRNet(nn.Module):
         if self.length_mode == "fixed":
             h, _ = self.rnn(self._fixed_length(x, lengths))
         else:
-            # Packing runs the RNN over the l true steps only: padding content never enters its state.
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=self.t)
+            # The RNN runs over all t steps as in the paper; it is causal, so outputs 0..l-1 never see the
+            # padding, and the Mask drops the rest. Zeroing the padding first keeps a NaN in it out of the
+            # backward pass too (plain runs beat packed sequences on CPU here).
+            keep = torch.arange(self.t, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+            h, _ = self.rnn(torch.where(keep[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device)))
             h = self.mask(h, lengths)
         return {"intensity": torch.sigmoid(self.out(self.dense(h)))}
 
@@ -241,3 +248,117 @@ class FaceRNetLoss:
             return masked_pearson_loss(pred, target)
         valid = torch.isfinite(target)
         return F.mse_loss(pred[valid], target[valid]) if valid.any() else pred.sum() * 0.0
+
+
+# --- data and training (chapter 07 and a researcher's run share these) -----------------------------------
+
+def rec_frames(root, split: str, au_threshold: float = 0.35) -> "pd.DataFrame":
+    """Aff-Wild2 frames with ``expr``, ``valence``, ``arousal`` and REC's 17 AUs (``AUS_17``; -1 = no label).
+
+    Real Aff-Wild2 annotates 12 (or 8) of the 17 AUs: those are used and the others stay -1. The synthetic
+    world also keeps every frame's true 17 AU intensities in a side file: there they are binarised at the
+    world's annotation threshold, so all 17 AUs have labels."""
+    import pandas as pd
+
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.data.synth import read_ground_truth
+
+    df = read_abaw_multitask(root, split)
+    try:
+        truth = read_ground_truth(root, split)
+    except FileNotFoundError:  # a real dataset: only its annotated AUs
+        truth = None
+    if truth is not None:
+        df = df.drop(columns=[c for c in df.attrs.get("aus", ()) if c in df])
+        au = truth[["video", "frame"]].assign(**{a: (truth[a] >= au_threshold).astype(int) for a in AUS_17})
+        df = df.merge(au, on=["video", "frame"], how="left")
+    for a in AUS_17:
+        df[a] = df[a].fillna(-1).astype(int) if a in df else -1
+    return pd.DataFrame(df)
+
+
+def partial_annotation(df: "pd.DataFrame", shares: dict[str, float], seed: int = 0) -> "pd.DataFrame":
+    """Hide labels per video, as when REC trains on several corpora that each annotate some tasks (EmotioNet
+    only AUs, AffectNet no AUs): ``shares = {"au": .2, "expr": .6, "va": .6}`` keeps each task's labels on
+    that share of the videos (drawn independently per task) and writes the sentinels elsewhere."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    videos = df["video"].unique()
+    out = df.copy()
+    cols = {"au": list(AUS_17), "expr": ["expr"], "va": ["valence", "arousal"]}
+    sentinel = {"au": -1, "expr": -1, "va": -5.0}
+    for task, share in shares.items():
+        hidden = videos[rng.random(len(videos)) >= share]
+        out.loc[out["video"].isin(hidden), cols[task]] = sentinel[task]
+    return out
+
+
+def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", device="auto", seed: int = 0,
+              quiet: bool = False):
+    """Train REC with L_REC (``dm_weight=0``: without L_DM); returns the fastai Learner."""
+    from affectlab.data.loaders import frame_dls
+    from affectlab.metrics import au_f1, expr_f1, va_score
+    from affectlab.train import make_learner, resolve_device, set_seed
+
+    p = PROFILES[profile]
+    set_seed(seed)
+    dls = frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=p["image_size"],
+                    bs=p["rec_batch_size"], aus=AUS_17, device=str(resolve_device(device)), seed=seed)
+    learn = make_learner(dls, REC(width=p["rec_width"]), RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()],
+                         device=device)
+    _fit(learn, p["rec_epochs"], p["rec_lr"], quiet)
+    return learn
+
+
+@torch.no_grad()
+def rec_video_features(rec: REC, videos_df, size: int, device="auto", batch: int = 256) -> dict[str, torch.Tensor]:
+    """{video: [length, 26]} REC representations of every frame of every video (``read_hume`` rows)."""
+    from affectlab.data.loaders import MEAN, STD, image_store
+    from affectlab.train import resolve_device
+
+    dev = resolve_device(device)
+    paths = [p for frames in videos_df["frames"] for p in frames]
+    store = image_store(paths, [None] * len(paths), size)
+    rec = rec.eval().to(dev)
+    rows = []
+    for i in range(0, len(paths), batch):
+        x = torch.from_numpy(store.get(torch.arange(i, min(i + batch, len(paths))).numpy()))
+        x = (x.to(dev).permute(0, 3, 1, 2).float() / 255 - MEAN.to(dev)[:, None, None]) / STD.to(dev)[:, None, None]
+        rows.append(rec_representations(rec(x)).cpu())
+    feats = torch.cat(rows).split(videos_df["length"].tolist())
+    return dict(zip(videos_df["video"], feats))
+
+
+def train_facernet(dls, model: FaceRNet, loss: str = "pearson", epochs: int = 10, lr: float = 1e-3,
+                   device="auto", seed: int = 0, wd: float = 0.01, quiet: bool = False):
+    """Fit FaceRNet on video batches ``(x, lengths, y)``; returns the Learner (metric: mean Pearson ρ)."""
+    from affectlab.metrics import reaction_pearson_metric
+    from affectlab.train import make_learner, set_seed
+
+    set_seed(seed)
+    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd)
+    _fit(learn, epochs, lr, quiet)
+    return learn
+
+
+def _fit(learn, epochs, lr, quiet):
+    if quiet:  # ablation loops: no progress bars or epoch tables in the chapter's output
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(epochs, lr)
+    else:
+        learn.fit_one_cycle(epochs, lr)
+
+
+@torch.no_grad()
+def predict_videos(model: nn.Module, dl) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, true) intensities [N, 7] over an unshuffled video loader. Not ``learn.get_preds``: fastai's
+    ``detuplify`` mistakes a one-key dict ({"intensity": ...}) for a 1-tuple and fails on it."""
+    was_training = model.training
+    model.eval()
+    preds, targs = [], []
+    for x, lengths, y in dl:
+        preds.append(model(x, lengths)["intensity"].float().cpu())
+        targs.append(y["intensity"].float().cpu())
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(targs)

@@ -1,0 +1,85 @@
+"""FaceRNET learns: REC on partially annotated frames, FaceRNet on variable-length videos (tiny, seconds)."""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from affectlab.labels import AUS_17, REACTIONS
+from affectlab.models.facernet import REC, FaceRNet, FaceRNetLoss, RECLoss, partial_annotation
+
+pytestmark = pytest.mark.slow
+
+
+def _steps(model, loss_fn, batch, n, lr):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(n):
+        loss = loss_fn(model(*batch[:-1]), batch[-1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_rec_fits_a_partially_annotated_batch():
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    y = {"va": torch.rand(16, 2) * 2 - 1, "expr": torch.randint(0, 7, (16,)),
+         "au": torch.randint(0, 2, (16, 17)).float()}
+    y["expr"][:8] = -1          # frames 0-7: AUs only (EmotioNet-like)
+    y["au"][8:] = -1            # frames 8-15: expression + VA only (AffectNet-like)
+    y["va"][:8] = -5.0
+    losses = _steps(REC(width=4), RECLoss(), (x, y), 60, 3e-3)
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def _videos(n=24, t=20, seed=0):
+    """Reaction intensities that depend on the mean of a video's true frames only (not on its padding)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, t + 1, (n,), generator=g)
+    x = torch.rand(n, t, 26, generator=g)
+    for i, l in enumerate(lengths.tolist()):
+        x[i, l:] = torch.rand(t - l, 26, generator=g) * 5  # loud padding a model must ignore
+    means = torch.stack([x[i, :l].mean(0) for i, l in enumerate(lengths.tolist())])
+    y = torch.sigmoid(4 * (means[:, :7] - 0.5) + 2 * (means[:, 9:16] - 0.5))
+    return x, lengths, {"intensity": y}
+
+
+@pytest.mark.parametrize("kind", ["pearson", "mse"])
+def test_facernet_lowers_its_loss_on_variable_length_videos(kind):
+    torch.manual_seed(0)
+    x, lengths, y = _videos()
+    model = FaceRNet(t=20, hidden=16, dense=8)
+    losses = _steps(model, FaceRNetLoss(kind), (x, lengths, y), 80, 3e-3)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_facernet_trains_through_fastai_with_video_batches():
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+
+    from affectlab.metrics import reaction_pearson
+    from affectlab.models.facernet import predict_videos, train_facernet
+
+    x, lengths, y = _videos(n=32)
+    items = [(x[i], lengths[i], {"intensity": y["intensity"][i]}) for i in range(32)]
+    dls = DataLoaders(DataLoader(items[:24], bs=8, shuffle=True), DataLoader(items[24:], bs=8), device="cpu")
+    dls.n_inp = 2
+    learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), epochs=4, lr=3e-3, device="cpu")
+    preds, targs = predict_videos(learn.model, dls.train.new(shuffle=False, drop_last=False))
+    assert preds.shape == (24, 7) and torch.equal(targs, y["intensity"][:24])
+    assert reaction_pearson(targs, preds) > 0.3
+
+
+def test_partial_annotation_hides_whole_tasks_per_video():
+    df = pd.DataFrame({"video": np.repeat([f"v{i}" for i in range(20)], 5), "expr": 2, "valence": 0.1,
+                       "arousal": 0.2, **{a: 1 for a in AUS_17}})
+    out = partial_annotation(df, {"au": 0.3, "expr": 1.0, "va": 0.0}, seed=0)
+    assert (out["expr"] == 2).all() and (out["valence"] == -5.0).all()
+    per_video = out.groupby("video")["AU1"].agg(["min", "max"])
+    assert (per_video["min"] == per_video["max"]).all()          # a video keeps all its AU labels or none
+    assert 0 < (per_video["min"] == 1).sum() < 20
+    assert ((out[list(AUS_17)] == -1).all(axis=1) | (out[list(AUS_17)] == 1).all(axis=1)).all()
