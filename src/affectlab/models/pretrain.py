@@ -33,7 +33,7 @@ from torch import nn
 from affectlab.models.backbones import Backbone, load_vggface2
 
 PROFILES = {
-    "quick": dict(arch="resnet18", width=16, image_size=64, epochs=8, batch_size=32, lr=3e-3, va_weight=0.5),
+    "quick": dict(arch="resnet18", width=16, image_size=64, epochs=6, batch_size=32, lr=3e-3, va_weight=0.5),
     "paper": dict(arch="resnet50", width=64, image_size=112, epochs=20, batch_size=256, lr=1e-3, va_weight=0.5),
 }
 VERSION = 2  # bump when the training recipe changes, so old caches are not reused

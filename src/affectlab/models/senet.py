@@ -30,7 +30,7 @@ from affectlab.models.backbones import Backbone, load_vggface2
 
 PROFILES = {
     "quick": dict(arch="resnet18", image_size=64, micro_batch=32, batch=128, lr_head=1e-2, lr_body=1e-4,
-                  epochs=3, validate_every=None, max_train_frames=4000, max_extra=1500),
+                  epochs=1, validate_every=None, max_train_frames=2000, max_extra=400),
     "paper": dict(arch="seresnet50", image_size=112, micro_batch=64, batch=256, lr_head=1e-3, lr_body=1e-6,
                   epochs=20, validate_every=3920, max_train_frames=None, max_extra=None),
 }
