@@ -286,3 +286,61 @@ def epoch_decay(lrs, epochs: int, gamma: float = 0.95):
         return base * gamma ** min(int(pct * epochs), epochs - 1)
 
     return sched
+
+
+# --- the quick profile: heads trained on cached (conv3_x, conv4_x) maps ---------------------------------------
+
+@torch.no_grad()
+def extract_maps(model: nn.Module, batches, device="auto") -> dict[str, torch.Tensor]:
+    """The frozen backbone's (conv3_x, conv4_x) maps of image batches, stored as float16 to halve the cache."""
+    from affectlab.train import resolve_device
+
+    dev = resolve_device(device)
+    model.eval().to(dev)
+    c3, c4 = [], []
+    for x in batches:
+        fu, fl = model.maps(x.to(dev))
+        c3.append(fu.half().cpu())
+        c4.append(fl.half().cpu())
+    return {"conv3": torch.cat(c3), "conv4": torch.cat(c4)}
+
+
+def maps_dls(train: dict, valid: dict, bs: int = 64, sampler=None, device="cpu", seed: int = 0):
+    """fastai DataLoaders of ``(conv3_x, conv4_x, {"expr": y})`` batches from cached maps (``n_inp`` = 2);
+    ``train`` / ``valid`` hold ``conv3``, ``conv4`` and ``expr``. ``sampler``: e.g. the imbalanced sampler."""
+    from fastai.data.core import DataLoaders
+
+    from affectlab.data.loaders import AffectDataLoader, BatchSource
+
+    def source(d):
+        return BatchSource(len(d["expr"]), lambda idx: (d["conv3"][idx], d["conv4"][idx]),
+                           {"expr": d["expr"]}, n_inp=2)
+
+    tr, va = source(train), source(valid)
+    dls = DataLoaders(
+        AffectDataLoader(tr, bs=bs, shuffle=True, drop_last=len(tr) > bs, sampler=sampler, seed=seed, device=device),
+        AffectDataLoader(va, bs=2 * bs, shuffle=False, seed=seed, device=device), device=device)
+    dls.n_inp = 2
+    return dls
+
+
+def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int = 0):
+    """The paper's optimisation: SGD (momentum 0.9, weight decay 1e-3) with two learning rates — backbone and
+    SCAN + CCI — each × 0.95 after every epoch; loss λ·L_u + (1 − λ)·Σ L_i. Trains on cached maps when the
+    model is frozen through conv4_x (``dls`` from ``maps_dls``), else end-to-end on images."""
+    from functools import partial
+
+    from fastai.callback.schedule import ParamScheduler
+    from fastai.optimizer import SGD
+
+    from affectlab.train import make_learner, set_seed
+
+    set_seed(seed)
+    net = CachedMaps(model) if getattr(dls, "n_inp", 1) == 2 else model
+    learn = make_learner(dls, net, scancci_loss(settings["lam"]), device=device, splitter=param_groups,
+                         opt_func=partial(SGD, mom=settings["momentum"], wd=settings["weight_decay"]))
+    lrs = [settings["lr_backbone"], settings["lr_heads"]]
+    sched = ParamScheduler({"lr": epoch_decay(lrs, settings["epochs"], settings["decay"])})
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
+    return learn

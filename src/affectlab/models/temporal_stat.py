@@ -200,3 +200,61 @@ def average_fusion(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     if vas:
         fused["va"] = torch.stack(vas).mean(0)
     return fused
+
+
+# --- training on cached per-frame features (DESIGN §6) ------------------------------------------------------
+
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of a model's weights, so cached features are rebuilt when the face model changes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int = 256, data_key: str = "") -> torch.Tensor:
+    """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
+    and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
+    from affectlab.data.loaders import frame_dls
+    from affectlab.train import cache_key, cached, extract_features
+
+    key = cache_key(weights_digest(face_model), size, data_key, df["path"].tolist())
+
+    def compute():
+        dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu").valid
+        return {"features": extract_features(face_model, (b[0] for b in dl), device)}
+
+    return cached("temporal-frame-features", key, compute)["features"]
+
+
+def fit_variant(variant: int, dls, settings: dict, feature_dim: int, device="auto", seed: int = 0):
+    """Train one Table I variant on clip batches (cached features) with the paper's loss; returns the Learner."""
+    from affectlab.train import make_learner, set_seed
+
+    set_seed(seed)
+    model = TemporalStatNet(variant, feature_dim, lstm_hidden=settings["lstm_hidden"],
+                            lstm_layers=settings["lstm_layers"], dense=settings["dense"], dropout=settings["dropout"])
+    learn = make_learner(dls, model, temporal_loss(variant), device=device)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    return learn
+
+
+def scores(preds: dict, targs: dict) -> dict[str, float]:
+    """The paper's Table II columns over the whole evaluation set (frames with a valid label only)."""
+    from affectlab.metrics import abaw_expr_score, accuracy, ccc, f1_macro
+
+    out = {}
+    keep = targs["expr"] >= 0
+    y, p = targs["expr"][keep].numpy(), preds["expr"][keep].argmax(-1).numpy()
+    out.update(accuracy=accuracy(y, p), f1=f1_macro(y, p, labels=range(len(EXPRESSIONS))),
+               expr_score=abaw_expr_score(y, p))
+    if "va" in preds:
+        keep = (targs["va"] != INVALID_VA).all(-1)
+        t, q = targs["va"][keep].numpy(), preds["va"][keep].float().numpy()
+        out.update(ccc_arousal=ccc(t[:, 1], q[:, 1]), ccc_valence=ccc(t[:, 0], q[:, 0]))
+        out["va_score"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
+    return out
