@@ -117,10 +117,9 @@ def _read_txt(path: Path, task: str) -> tuple[list[str], np.ndarray]:
 def _check_labels(task: str, path: Path, header: list[str], arr: np.ndarray) -> None:
     """Raise for a value outside the task's label space (naming file and line)."""
     if task == "EXPR":
-        n = len(header)
-        ok = np.isin(arr[:, 0], np.arange(-1, n)) if len(header) in (7, 8) else None
-        if ok is None:
+        if len(header) not in (7, 8):
             raise ValueError(f"{path}, line 1: expression header must have 7 or 8 class names, got {header}")
+        ok = np.isin(arr[:, 0], np.arange(-1, len(header)))
     elif task == "VA":
         if len(header) != 2:
             raise ValueError(f"{path}, line 1: VA header must be 'valence,arousal', got {header}")
@@ -193,6 +192,8 @@ def read_abaw(root: str | os.PathLike, task: str, split: str, keep_other: bool =
     files = sorted(ann.glob("*.txt"))
     if not files:
         raise FileNotFoundError(f"{ann}: no annotation files (*.txt)")
+    if not any((img_dir / p.stem).is_dir() for p in files):
+        raise FileNotFoundError(f"{img_dir}: none of the {len(files)} annotated videos has a frame folder here")
     for path in files:
         header, arr = _read_txt(path, task)
         if not header or len(arr) == 0:
@@ -211,8 +212,6 @@ def read_abaw(root: str | os.PathLike, task: str, split: str, keep_other: bool =
             parts.append(df)
     if not parts:
         raise ValueError(f"{ann}: no usable frames (dropped: {dropped})")
-    if not any(d.exists() for d in (img_dir / p.stem for p in files)):
-        raise FileNotFoundError(f"{img_dir}: none of the annotated videos has a frame folder here")
     out = pd.concat(parts, ignore_index=True)
     if task == "EXPR" and not keep_other:
         other = out["expr"] == 7
@@ -263,11 +262,12 @@ def _read_mtl(base: Path, split: str, tasks) -> pd.DataFrame:
     if split not in files:
         raise FileNotFoundError(f"{base}: no multi-task annotation file for split {split!r} (found {sorted(files)})")
     path = files[split]
-    header, arr_text = None, None
     lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
     header = [h.strip() for h in lines[0].split(",")]
     rows = [ln.split(",", 1) for ln in lines[1:]]
     images = [r[0].strip() for r in rows]
+    if not rows:
+        raise ValueError(f"{path}: no rows after the header")
     arr = _parse(path, header[1:], [r[1] if len(r) > 1 else "" for r in rows])
     aus = tuple(header[4:])
     _check_labels("EXPR", path, list(EXPRESSIONS_8) if arr[:, 2].max() == 7 else list(EXPRESSIONS), arr[:, 2:3])
@@ -275,7 +275,11 @@ def _read_mtl(base: Path, split: str, tasks) -> pd.DataFrame:
     _check_labels("AU", path, list(aus), arr[:, 3:])
     img_dir = _image_root(base)
     video = [im.split("/")[0] for im in images]
-    frame = [int(Path(im).stem) for im in images]
+    try:
+        frame = [int(Path(im).stem) for im in images]
+    except ValueError:
+        bad = next(i for i, im in enumerate(images) if not Path(im).stem.isdigit())
+        raise ValueError(f"{path}, line {bad + 2}: image {images[bad]!r} is not <video>/<frame number>.jpg") from None
     df = pd.DataFrame({"path": [str(img_dir / im) for im in images], "video": video, "frame": frame, "subject": video})
     dropped: dict[str, int] = {}
     cols = {"EXPR": ["expr"], "VA": ["valence", "arousal"], "AU": list(aus)}
