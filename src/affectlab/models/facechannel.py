@@ -227,3 +227,26 @@ def facechannel_loss(tasks=TASKS, expr_weight: torch.Tensor | None = None) -> Mu
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def predict_heads(model: nn.Module, dl, device=None) -> tuple[dict, dict]:
+    """Predictions and targets of an unshuffled loader as dicts of CPU tensors, in loader order.
+
+    A plain loop instead of fastai's ``get_preds``, which fails on a dict output with a single head (its
+    ``detuplify`` indexes the dict with 0) — e.g. FC_A's ``{"va"}`` or the classifier's ``{"expr"}``.
+    """
+    was_training = model.training
+    model.eval()
+    if device is not None:
+        model.to(device)
+    dev = next(model.parameters()).device
+    preds, targs = {}, {}
+    for *xs, y in dl:
+        out = model(*[x.to(dev) for x in xs])
+        for k, v in out.items():
+            preds.setdefault(k, []).append(v.float().cpu())
+        for k, v in y.items():
+            targs.setdefault(k, []).append(v.cpu())
+    model.train(was_training)
+    return {k: torch.cat(v) for k, v in preds.items()}, {k: torch.cat(v) for k, v in targs.items()}
