@@ -142,3 +142,25 @@ def test_augmentation_flips_and_jitters_training_batches_only(tmp_path):
     assert red[:, :, :8].mean((1, 2)).std() > 0.01 or red[:, :, 8:].mean((1, 2)).std() > 0.01   # jittered
     xv, _ = next(iter(dls.valid))
     assert torch.allclose(xv, xv[:1].expand_as(xv))      # validation: untouched, identical images
+
+
+def test_a_learner_takes_two_inputs_from_video_batches(tmp_path):
+    from fastai.learner import Learner
+
+    hume(tmp_path, [(f"{i:05d}", "Train", [0.1 * (i % 7)] * 7) for i in range(1, 5)], frames={"00001": 2, "00002": 5})
+    tr = read_hume(tmp_path, "train")
+    dls = video_dls(tr, tr, t=5, size=8, bs=2, device="cpu")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3, 7)
+
+        def forward(self, x, lengths):
+            mask = (torch.arange(x.shape[1])[None] < lengths[:, None]).float()
+            pooled = (x.mean((-1, -2)) * mask[..., None]).sum(1) / lengths[:, None]
+            return {"intensity": self.head(pooled)}
+
+    learn = Learner(dls, Net(), loss_func=lambda p, y: ((p["intensity"] - y["intensity"]) ** 2).mean())
+    learn.fit(1, 1e-2)
+    assert np.isfinite(learn.recorder.values[-1][0])
