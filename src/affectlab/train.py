@@ -163,8 +163,24 @@ def fit_resumable(learn, epochs: int, lr, name: str, one_cycle: bool = True, **k
 def predict(learn, dl=None) -> tuple[dict, dict]:
     """Predictions and targets of a whole (unshuffled) loader as dicts of tensors, in dataset order.
 
-    fastai's ``get_preds`` cannot reorder dicts, so this asks it not to: evaluation loaders are never
-    shuffled, so their order already is the dataset's.
+    A plain loop rather than fastai's ``get_preds``: that cannot reorder dicts and mistakes a one-head dict
+    for a tuple (``detuplify``). Evaluation loaders are never shuffled, so their order is the dataset's.
     """
-    preds, targs = learn.get_preds(dl=dl, reorder=False)
-    return preds, targs
+    dl = dl if dl is not None else learn.dls.valid
+    model = learn.model
+    was_training = model.training
+    model.eval()
+    preds: dict[str, list] = {}
+    targs: dict[str, list] = {}
+    with torch.no_grad():
+        for batch in dl:
+            *xb, y = batch
+            out = model(*xb)
+            out = out if isinstance(out, dict) else {"out": out}
+            y = y if isinstance(y, dict) else {"target": y}
+            for k, v in out.items():
+                preds.setdefault(k, []).append(v.detach().float().cpu())
+            for k, v in y.items():
+                targs.setdefault(k, []).append(v.detach().cpu())
+    model.train(was_training)
+    return ({k: torch.cat(v) for k, v in preds.items()}, {k: torch.cat(v) for k, v in targs.items()})

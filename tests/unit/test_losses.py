@@ -59,3 +59,32 @@ def test_distribution_matching_hand_example():
     # as a soft-target BCE it is smallest when the AU probabilities equal the pseudo-predictions
     best = torch.logit(q.clamp(1e-4, 1 - 1e-4))[None]
     assert distribution_matching_loss(expr_logits, best, table) < distribution_matching_loss(expr_logits, au_logits, table)
+
+
+def test_predict_handles_one_head_and_many_heads():
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+
+    from affectlab.train import make_learner, predict
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return torch.full((3,), float(i)), {"expr": torch.tensor(i % 7)}
+
+    for heads in (["expr"], ["expr", "va"]):
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = torch.nn.Linear(3, 7)
+
+            def forward(self, x):
+                return {h: self.lin(x) for h in heads}
+
+        dls = DataLoaders(DataLoader(DS(), bs=4), DataLoader(DS(), bs=4))
+        learn = make_learner(dls, Net(), lambda p, y: masked_cross_entropy(p["expr"], y["expr"]), device="cpu")
+        preds, targs = predict(learn)
+        assert sorted(preds) == sorted(heads) and preds["expr"].shape == (10, 7)
+        assert targs["expr"].tolist() == [i % 7 for i in range(10)]  # dataset order
