@@ -37,7 +37,7 @@ bench: install
 	$(PY) -m benchmarks.run
 
 clean-notebooks: install
-	$(VENV)/bin/nbstripout --keep-output --extra-keys "metadata.widgets cell.metadata.execution" notebooks/*.ipynb
+	$(VENV)/bin/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets cell.metadata.execution" notebooks/*.ipynb
 
 clean:
 	rm -rf runs data/cache

@@ -33,9 +33,14 @@ def cache_dir() -> Path:
     return d
 
 
-def synthetic_root(preset: str = "quick") -> Path:
-    """Where ``make_world`` puts a preset of the synthetic world (``quick`` -> data/synthetic)."""
-    return data_dir() / ("synthetic" if preset == "quick" else f"synthetic-{preset}")
+def synthetic_root(preset: str = "quick", seed: int = 0) -> Path:
+    """Where ``make_world`` puts a preset of the synthetic world: ``quick`` with seed 0 -> data/synthetic,
+    anything else in its own folder (data/synthetic-full, data/synthetic-quick-seed1), so a run with another
+    seed never regenerates — and invalidates the caches of — the world the other chapters use."""
+    name = "synthetic" if preset == "quick" else f"synthetic-{preset}"
+    if seed != 0:
+        name = f"synthetic-{preset}-seed{seed}"
+    return data_dir() / name
 
 
 def existing_dir(path: str | os.PathLike, what: str = "directory") -> Path:
@@ -50,9 +55,9 @@ def existing_dir(path: str | os.PathLike, what: str = "directory") -> Path:
 
 def resolve_data_root(data_root: str | os.PathLike | None, preset: str = "quick", seed: int = 0) -> Path:
     """The chapters' ``data_root`` parameter: None means the synthetic world (generated on first use, a
-    no-op when it is already there); anything else must be an existing directory."""
+    no-op when it is already there) generated with ``seed``; anything else must be an existing directory."""
     if data_root is None:
         from affectlab.data.synth import make_world
 
-        return make_world(synthetic_root(preset), preset=preset, seed=seed)
+        return make_world(synthetic_root(preset, seed), preset=preset, seed=seed)
     return existing_dir(data_root, "data_root")
