@@ -23,7 +23,7 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     from affectlab.models import temporal_stat as ts
     from affectlab.models.pretrain import face_feature_model
     from affectlab.paths import resolve_data_root
-    from affectlab.train import extract_features, make_learner, predict, set_seed
+    from affectlab.train import extract_features, make_learner, set_seed
 
     root = resolve_data_root(None)
     tr = read_abaw_multitask(root, "train", ("EXPR", "VA"))
@@ -46,7 +46,7 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     t0 = time.perf_counter()
     learn = ts.fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
     t_heads = time.perf_counter() - t0
-    cached_scores = ts.scores(*predict(learn, dls.valid))
+    cached_scores = ts.scores(*ts.predict_dicts(learn, dls.valid))
 
     # (b) end-to-end on frames: the same clips, the backbone's last stage trainable.
     set_seed(seed)
@@ -59,7 +59,7 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, settings["lr"])
     t_e2e = time.perf_counter() - t0
-    e2e_scores = ts.scores(*predict(learn, dls_img.valid))
+    e2e_scores = ts.scores(*ts.predict_dicts(learn, dls_img.valid))
 
     n_clips = len(dls.train.dataset)
     out.update({

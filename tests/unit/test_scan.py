@@ -118,3 +118,13 @@ def test_epoch_decay_multiplies_by_095_each_epoch():
     assert sched(0.99).tolist() == pytest.approx([1e-4 * 0.95 ** 3, 1e-3 * 0.95 ** 3])
     assert sched(1.0).tolist() == pytest.approx([1e-4 * 0.95 ** 3, 1e-3 * 0.95 ** 3])
     assert math.isclose(0.95 ** 3, 0.857375)
+
+
+def test_shared_local_scan_batched_by_patch_shape_equals_patch_by_patch():
+    torch.manual_seed(0)
+    lga = LocalGlobalAttention(4, m=25, n_classes=3, shared_local=True).eval()
+    fu = torch.randn(2, 4, 8, 8)
+    pooled = torch.stack([lga.local[0](fu[..., r0:r1, c0:c1]).mean((2, 3))
+                          for r0, r1, c0, c1 in patch_grid(8, 8, 25)], 2)
+    z = torch.cat([pooled.amax(2), lga.glob(fu).mean((2, 3))], 1)
+    torch.testing.assert_close(lga(fu), lga.fc(F.normalize(z, dim=1)))

@@ -33,7 +33,7 @@ __all__ = ["PROFILES", "VARIANTS", "Variant", "TemporalStatNet", "stat_pool", "v
 PROFILES: dict[str, dict] = {
     # CPU: resnet18 features at 64 px (cached), small heads, a 16-frame window, heads trained on the cache.
     "quick": dict(backbone="resnet18", image_size=64, window=16, lstm_hidden=128, lstm_layers=1, dense=256,
-                  dropout=0.2, epochs=5, lr=3e-3, batch_size=128, end_to_end=False),
+                  dropout=0.2, epochs=3, lr=3e-3, batch_size=128, end_to_end=False),
     # The paper: VGGFace2 ResNet-50 (2048-d), 1024-unit bidirectional LSTM, a 16- or 32-frame window,
     # learning rate 1e-4, the last stage fine-tuned end-to-end. Dense widths are not given; 512 is ours.
     "paper": dict(backbone="resnet50", image_size=224, window=16, lstm_hidden=1024, lstm_layers=2, dense=512,
@@ -228,6 +228,25 @@ def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int 
         return {"features": extract_features(face_model, (b[0] for b in dl), device)}
 
     return cached("temporal-frame-features", key, compute)["features"]
+
+
+@torch.no_grad()
+def predict_dicts(learn, dl) -> tuple[dict, dict]:
+    """Predictions and targets of an unshuffled loader as dicts of CPU tensors, in dataset order.
+
+    (fastai's ``get_preds`` turns a dict with a single head, e.g. ``{"expr": ...}``, into an error when it
+    "detuplifies" it, so this loops over the loader itself.)"""
+    model = learn.model
+    was_training = model.training
+    model.eval()
+    preds, targs = {}, {}
+    for *xs, y in dl:
+        for k, v in model(*xs).items():
+            preds.setdefault(k, []).append(v.float().cpu())
+        for k, v in y.items():
+            targs.setdefault(k, []).append(v.cpu())
+    model.train(was_training)
+    return ({k: torch.cat(v) for k, v in preds.items()}, {k: torch.cat(v) for k, v in targs.items()})
 
 
 def fit_variant(variant: int, dls, settings: dict, feature_dim: int, device="auto", seed: int = 0):
