@@ -27,15 +27,18 @@ if TYPE_CHECKING:
 
 __all__ = ["PROFILES", "REC", "RECLoss", "REPRESENTATION_SLICES", "rec_representations", "MaskLayer",
            "FaceRNet", "FaceRNetLoss", "masked_pearson_loss", "check_lengths", "rec_frames", "partial_annotation",
-           "train_rec", "rec_video_features", "train_facernet", "predict_videos"]
+           "train_rec", "rec_video_features", "train_facernet", "predict_videos",
+           "frame_embeddings", "frame_targets", "fit_rec_heads"]
 
 PROFILES: dict[str, dict] = {
     # CPU, chapter 07 in <= 3 minutes: a narrow REC at 48 px on every 3rd frame, short videos, few epochs.
-    "quick": dict(image_size=48, rec_width=16, rec_epochs=4, rec_lr=5e-3, rec_batch_size=64, rec_frame_stride=3,
+    "quick": dict(image_size=48, rec_width=16, rec_epochs=4, rec_lr=5e-3, rec_batch_size=64, rec_frame_stride=2,
+                  head_epochs=30, head_lr=3e-3,
                   label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
                   t=160, hidden=128, dense=32, batch_size=8, epochs=8, lr=3e-3, lr_end_to_end=1e-4),
     # The paper's section 3.3: 112 px, t = 480, batch 4, Adam 1e-4 from scratch and 1e-5 end to end.
     "paper": dict(image_size=112, rec_width=64, rec_epochs=20, rec_lr=1e-4, rec_batch_size=256, rec_frame_stride=1,
+                  head_epochs=30, head_lr=1e-3,
                   label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
                   t=480, hidden=128, dense=32, batch_size=4, epochs=30, lr=1e-4, lr_end_to_end=1e-5),
 }
@@ -65,24 +68,32 @@ class ResidualUnit(nn.Module):
 
 class REC(nn.Module):
     """Residual multi-task CNN: one shared feature space, three heads ("va" in [-1, 1], "expr" logits,
-    "au" logits over ``AUS_17``). ``width`` scales every stage (64 = the paper-sized model)."""
+    "au" logits over ``AUS_17``). ``width`` scales every stage (64 = the paper-sized model). ``trunk``: any
+    image -> [B, trunk.feature_dim] module to use as the shared feature space instead (e.g. the course's
+    pre-trained face backbone, ``affectlab.models.pretrain.face_feature_model``)."""
 
-    def __init__(self, width: int = 64, units_per_stage: int = 1):
+    def __init__(self, width: int = 64, units_per_stage: int = 1, trunk: nn.Module | None = None):
         super().__init__()
-        w = [width, 2 * width, 4 * width, 8 * width]
-        layers: list[nn.Module] = [nn.Conv2d(3, w[0], 5, 2, 2, bias=False), nn.BatchNorm2d(w[0]),
-                                   nn.ReLU(inplace=True)]
-        c = w[0]
-        for stage, c_out in enumerate(w):
-            for i in range(units_per_stage):
-                layers.append(ResidualUnit(c, c_out, stride=2 if i == 0 and stage > 0 else 1))
-                c = c_out
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if trunk is not None:
+            self.features, c = trunk, trunk.feature_dim
+        else:
+            w = [width, 2 * width, 4 * width, 8 * width]
+            layers: list[nn.Module] = [nn.Conv2d(3, w[0], 5, 2, 2, bias=False), nn.BatchNorm2d(w[0]),
+                                       nn.ReLU(inplace=True)]
+            c = w[0]
+            for stage, c_out in enumerate(w):
+                for i in range(units_per_stage):
+                    layers.append(ResidualUnit(c, c_out, stride=2 if i == 0 and stage > 0 else 1))
+                    c = c_out
+            self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.heads = nn.ModuleDict({name: nn.Linear(c, n) for name, n in REC_HEADS.items()})
         self.embedding_dim = c
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.features(x)
+        return self.heads_forward(self.features(x))
+
+    def heads_forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three heads on shared features ``z`` [B, embedding_dim] (e.g. cached ones)."""
         out = {name: head(z) for name, head in self.heads.items()}
         out["va"] = torch.tanh(out["va"])
         return out
@@ -312,22 +323,60 @@ def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", devi
 
 
 @torch.no_grad()
-def rec_video_features(rec: REC, videos_df, size: int, device="auto", batch: int = 256) -> dict[str, torch.Tensor]:
-    """{video: [length, 26]} REC representations of every frame of every video (``read_hume`` rows)."""
+def frame_embeddings(module: nn.Module, paths: Sequence[str], size: int, device="auto",
+                     batch: int = 256) -> torch.Tensor:
+    """``module`` (images -> [B, D]) over the frames at ``paths`` (decoded at ``size`` px), in eval mode -> [N, D]."""
     from affectlab.data.loaders import MEAN, STD, image_store
     from affectlab.train import resolve_device
 
     dev = resolve_device(device)
-    paths = [p for frames in videos_df["frames"] for p in frames]
-    store = image_store(paths, [None] * len(paths), size)
-    rec = rec.eval().to(dev)
+    store = image_store(list(paths), [None] * len(paths), size)
+    was_training = module.training
+    module.eval().to(dev)
     rows = []
     for i in range(0, len(paths), batch):
         x = torch.from_numpy(store.get(torch.arange(i, min(i + batch, len(paths))).numpy()))
         x = (x.to(dev).permute(0, 3, 1, 2).float() / 255 - MEAN.to(dev)[:, None, None]) / STD.to(dev)[:, None, None]
-        rows.append(rec_representations(rec(x)).cpu())
-    feats = torch.cat(rows).split(videos_df["length"].tolist())
+        rows.append(module(x).float().cpu())
+    module.train(was_training)
+    return torch.cat(rows) if rows else torch.empty(0)
+
+
+@torch.no_grad()
+def rec_video_features(rec: REC, videos_df, size: int | None = None, device="auto",
+                       embeddings: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{video: [length, 26]} REC representations of every frame of every video (``read_hume`` rows), from the
+    frames, or from the trunk's ``embeddings`` of those frames in the same order (cheap: heads only)."""
+    rec = rec.eval()
+    if embeddings is None:
+        paths = [p for frames in videos_df["frames"] for p in frames]
+        embeddings = frame_embeddings(rec.features, paths, size, device)
+    feats = rec_representations(rec.cpu().heads_forward(embeddings)).split(videos_df["length"].tolist())
     return dict(zip(videos_df["video"], feats))
+
+
+def frame_targets(df) -> dict[str, torch.Tensor]:
+    """REC's targets of ``rec_frames`` rows, with the sentinels where a label is missing."""
+    return {"expr": torch.tensor(df["expr"].to_numpy(), dtype=torch.long),
+            "va": torch.tensor(df[["valence", "arousal"]].to_numpy(), dtype=torch.float32),
+            "au": torch.tensor(df[list(AUS_17)].to_numpy(), dtype=torch.float32)}
+
+
+def fit_rec_heads(rec: REC, z: torch.Tensor, y: dict, dm_weight: float, epochs: int = 30, lr: float = 3e-3,
+                  bs: int = 256, seed: int = 0) -> REC:
+    """Train REC's three heads with L_REC on cached trunk features ``z`` [N, D] (the trunk stays frozen).
+    A plain loop: on [N, D] tensors a fastai Learner would add nothing but overhead."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    loss_fn = RECLoss(dm_weight)
+    opt = torch.optim.Adam(rec.heads.parameters(), lr=lr)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(z), generator=g).split(bs):
+            loss = loss_fn(rec.heads_forward(z[idx]), {k: v[idx] for k, v in y.items()})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return rec.eval()
 
 
 def train_facernet(dls, model: FaceRNet, loss: str = "pearson", epochs: int = 10, lr: float = 1e-3,
