@@ -83,3 +83,22 @@ def test_partial_annotation_hides_whole_tasks_per_video():
     assert (per_video["min"] == per_video["max"]).all()          # a video keeps all its AU labels or none
     assert 0 < (per_video["min"] == 1).sum() < 20
     assert ((out[list(AUS_17)] == -1).all(axis=1) | (out[list(AUS_17)] == 1).all(axis=1)).all()
+
+
+def test_rec_heads_fit_on_cached_trunk_features():
+    from affectlab.models.facernet import fit_rec_heads
+
+    class Trunk(torch.nn.Sequential):
+        feature_dim = 12
+
+    rec = REC(trunk=Trunk(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 12)))
+    assert rec(torch.randn(2, 3, 8, 8))["au"].shape == (2, 17)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 12, generator=g)
+    y = {"expr": (z[:, 0] > 0).long() * 4, "va": torch.tanh(z[:, 1:3]),
+         "au": (z[:, 3:4].repeat(1, 17) > 0).float()}
+    y["expr"][:32] = -1
+    before = RECLoss()(rec.heads_forward(z), y).item()
+    fit_rec_heads(rec, z, y, dm_weight=1.0, epochs=40, lr=1e-2, bs=16)
+    after = RECLoss()(rec.heads_forward(z), y).item()
+    assert after < 0.7 * before
