@@ -104,7 +104,7 @@ def paper_results() -> pd.DataFrame:
     frames = []
     for entry in resources.files("affectlab").joinpath("paper_results").iterdir():
         if entry.name.endswith(".csv"):
-            df = pd.read_csv(io.StringIO(entry.read_text()))
+            df = pd.read_csv(io.StringIO(entry.read_text()), dtype={"table": str, "variant": str, "model": str})
             missing = set(PAPER_COLUMNS) - set(df.columns)
             if missing:
                 raise ValueError(f"paper_results/{entry.name}: missing columns {sorted(missing)}")
