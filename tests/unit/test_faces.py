@@ -113,7 +113,6 @@ def test_video_faces_skips_frames_without_a_face(video):
 
 
 def test_predict_video_and_plot(video):
-    pytest.importorskip("affectlab.data.loaders")
     torch.manual_seed(0)
     df = faces.predict_video(_VAExpr().eval(), video, image_size=32, every=2)
     assert len(df) == 6 and df["face"].tolist() == [False, True, False, True, False, True]
@@ -126,6 +125,5 @@ def test_predict_video_and_plot(video):
 
 
 def test_to_tensor_shape():
-    pytest.importorskip("affectlab.data.loaders")
     crops = [np.zeros((112, 112, 3), np.uint8)] * 2
     assert faces.to_tensor(crops, 64).shape == (2, 3, 64, 64)
