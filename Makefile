@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 
 data: install
 	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
+	$(PY) -m affectlab.models.pretrain --profile $(PROFILE)
 
 course: data
 	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)
@@ -27,6 +28,7 @@ course: data
 
 test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
+	$(PY) -m affectlab.models.pretrain --profile quick
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
