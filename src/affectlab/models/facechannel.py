@@ -37,8 +37,8 @@ VARIANTS = {"FC_A": ("arousal",), "FC_V": ("valence",), "FC_E": ("expr",), "FC":
 # The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
 # quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
 PROFILES = {
-    "quick": dict(image_size=64, width=16, seq_len=10, batch_size=64, epochs=3, lr=3e-3,
-                  seq_epochs=4, seq_lr=3e-3, max_train_frames=1500),
+    "quick": dict(image_size=64, width=16, seq_len=10, batch_size=64, epochs=5, lr=1e-2,
+                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2400),
     "paper": dict(image_size=120, width=64, seq_len=10, batch_size=1024, epochs=30, lr=0.0155,
                   momentum=0.74, seq_epochs=30, seq_lr=1e-3, max_train_frames=None),
 }
