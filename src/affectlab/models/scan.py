@@ -36,7 +36,7 @@ PROFILES: dict[str, dict] = {
     # conv4_x and its maps cached, so only SCAN + CCI (and the baseline's conv5_x + classifier) train; one SCAN
     # shared by the 25 patches (the authors' code has this variant too), run as one batch per patch shape.
     "quick": dict(backbone="resnet18", image_size=64, m=25, k=4, lam=0.2, hidden=256, shared_local=True,
-                  freeze_through="conv4_x", epochs=3, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
+                  freeze_through="conv4_x", epochs=10, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
                   weight_decay=1e-3, batch_size=64),
     # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
     # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
