@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -136,6 +137,18 @@ def select_notebooks(nb_dir: Path, only: Sequence[str] | None = None) -> list[Pa
     return sorted(chosen)
 
 
+def _relative_paths(path: Path, nb_dir: Path) -> None:
+    """papermill records absolute input/output paths; keep executed chapters free of machine paths."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = os.path.relpath(meta[key], nb_dir)
+    nbformat.write(nb, path)
+
+
 def run_course(out: str | Path, profile: str = "quick", params: dict | None = None,
                only: Sequence[str] | None = None, nb_dir: str | Path | None = None,
                inplace: bool = False, kernel: str = "python3", log=print) -> dict[str, str]:
@@ -151,17 +164,21 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
     notebooks = select_notebooks(nb_dir, only)
     if not notebooks:
         raise FileNotFoundError(f"no chapters (NN_name.ipynb) in {nb_dir}")
-    given = {"profile": profile, "metrics_dir": str(out / "metrics"), "run_dir": str(out), **(params or {})}
+    # Paths relative to the notebooks' folder (their working directory), so executed chapters — committed
+    # ones included — hold no absolute path.
+    given = {"profile": profile, "metrics_dir": os.path.relpath(out / "metrics", nb_dir),
+             "run_dir": os.path.relpath(out, nb_dir), **(params or {})}
     status: dict[str, str] = {}
     for i, nb in enumerate(notebooks, 1):
-        declared = pm.inspect_notebook(str(nb))
-        passed = {k: v for k, v in given.items() if k in declared}
         target = nb if inplace else out / nb.name
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...", end=" ", flush=True) if log is print else log(nb.stem)
         t0 = time.time()
         try:
+            declared = pm.inspect_notebook(str(nb))
+            passed = {k: v for k, v in given.items() if k in declared}
             pm.execute_notebook(str(nb), str(target), parameters=passed, cwd=str(nb_dir), kernel_name=kernel,
                                 progress_bar=False)
+            _relative_paths(target, nb_dir)
             status[nb.stem] = "ok"
         except Exception as e:  # keep going: one broken chapter must not cost the others
             first = str(e).strip().splitlines()

@@ -26,6 +26,12 @@ def test_chapter_conventions(path):
     for name in ("profile", "data_root", "device", "seed"):
         assert re.search(rf"^{name}\s*=", src, re.M), f"parameters cell lacks {name}"
     assert re.search(r'^profile\s*=\s*"quick"', src, re.M), "quick is the default profile"
+    # papermill must see every parameter (a comment holding "=" hides it, and -p would then not reach it)
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(path)))
+    assigned = {m for m in re.findall(r"^(\w+)\s*=", src, re.M)}
+    assert assigned <= declared, f"papermill cannot parse parameter(s) {sorted(assigned - declared)}"
     markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     assert len(re.findall(r"^# ", markdown, re.M)) == 1, "one H1"
     assert "## Questions" in markdown and "## Summary" in markdown
