@@ -233,8 +233,9 @@ def _course_model(name):
     if name == "SENet50Classifier":
         return m.SENet50Classifier(backbone="resnet18")
     if name == "TemporalStatNet":
-        from affectlab.models.temporal_stat import resnet_frame_backbone
-        return m.TemporalStatNet(variant=6, backbone=resnet_frame_backbone("resnet18"), lstm_hidden=16, dense=32)
+        from affectlab.models.backbones import Backbone
+        body = Backbone("resnet18", 16)
+        return m.TemporalStatNet(variant=6, feature_dim=body.feature_dim, backbone=body, lstm_hidden=16, dense=32)
     if name == "SCANCCI":
         return m.SCANCCI("resnet18")
     if name == "REC":
