@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
     args = p.parse_args(argv)
     results = {"machine": machine(), "matmul_peak_gflops": matmul_peak_flops() / 1e9, "topics": {}}
+    if args.only and (HERE / "results.json").is_file():  # a partial run keeps the other topics' figures
+        previous = json.loads((HERE / "results.json").read_text()).get("topics", {})
+        results["topics"] = {k: v for k, v in previous.items() if k not in args.only}
     failed = []
     for topic in args.only or TOPICS:
         t0 = time.time()
