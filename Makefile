@@ -23,8 +23,7 @@ data: install
 	$(PY) -m affectlab.models.pretrain --profile $(PROFILE)
 
 course: data
-	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)
-	$(PY) -m affectlab.course report $(OUT)
+	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)   # ends with the report
 
 test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
