@@ -98,6 +98,19 @@ def read_affectnet(root: str | os.PathLike, split: str) -> pd.DataFrame:
     return df
 
 
+def _fields(path: Path, layout: str):
+    """(line number, fields) of each non-blank line of a whitespace-separated list file whose rows follow
+    ``layout``; a row with another field count is an error naming the file and line."""
+    n = len(layout.split())
+    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        parts = text.split()
+        if not parts:
+            continue
+        if len(parts) != n:
+            raise ValueError(f"{path}, line {line}: expected '{layout}', got {text!r}")
+        yield line, parts
+
+
 def read_rafdb(root: str | os.PathLike, split: str) -> pd.DataFrame:
     root = Path(root)
     prefix = "train_" if _split(split) == "train" else "test_"
@@ -106,13 +119,7 @@ def read_rafdb(root: str | os.PathLike, split: str) -> pd.DataFrame:
     base = path.parent.parent
     dropped: dict[str, int] = {}
     rows = []
-    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        parts = text.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ValueError(f"{path}, line {line}: expected 'name label', got {text!r}")
-        name, raw = parts
+    for line, (name, raw) in _fields(path, "name label"):
         if not name.startswith(prefix):
             continue
         c = _canon("rafdb", raw, path, line, dropped)
@@ -140,13 +147,7 @@ def read_expw(root: str | os.PathLike, split: str) -> pd.DataFrame:
     base = path.parent.parent
     dropped: dict[str, int] = {}
     rows = []
-    for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        parts = text.split()
-        if not parts:
-            continue
-        if len(parts) != 8:
-            raise ValueError(f"{path}, line {line}: expected 'image_name face_id top left right bottom "
-                             f"confidence label', got {text!r}")
+    for line, parts in _fields(path, "image_name face_id top left right bottom confidence label"):
         name = parts[0]
         if expw_split(name) != split:
             continue
