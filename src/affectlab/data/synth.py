@@ -43,7 +43,7 @@ from . import static_synth
 from .faces_draw import AU_INDEX, OCCLUDERS, camera, draw_face, noise_bank, random_background, random_identity
 from .timeline import PHASES, Episode, annotate, labelled_frames, layout, random_episode, simulate
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: the quick preset holds 200 + 100 Hume-Reaction videos (was 56 + 24)
 # Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights (DESIGN §3.3).
 AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177, 0.106, 0.045)))
 
@@ -51,7 +51,7 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(subjects=6, pairs=1, frames=(50, 90), val_subjects=2, affectnet=(40, 20), rafdb=(30, 15),
                  expw=30, hume=(6, 3), hume_frames=(20, 40), episode_scale=0.3, min_episodes=1),
     "quick": dict(subjects=34, pairs=3, frames=(200, 420), val_subjects=12, affectnet=(1000, 300),
-                  rafdb=(500, 150), expw=400, hume=(56, 24), hume_frames=(20, 160), episode_scale=1.0, min_episodes=2),
+                  rafdb=(500, 150), expw=400, hume=(200, 100), hume_frames=(20, 160), episode_scale=1.0, min_episodes=2),
     "full": dict(subjects=300, pairs=20, frames=(600, 3000), val_subjects=80, affectnet=(20000, 3000),
                  rafdb=(10000, 3000), expw=10000, hume=(600, 200), hume_frames=(40, 480), episode_scale=1.5, min_episodes=3),
 }
@@ -259,7 +259,9 @@ def _settings(preset: str, seed: int, knobs: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown knob(s) {sorted(unknown)}; known: {sorted(KNOBS)}")
     merged = {**KNOBS, **knobs}
+    # The preset's own table is part of the key: editing a preset regenerates the worlds made with it.
     return {"generator_version": GENERATOR_VERSION, "preset": preset, "seed": int(seed),
+            "preset_settings": json.loads(json.dumps(PRESETS[preset])),
             "knobs": json.loads(json.dumps({k: v for k, v in merged.items() if k != "workers"}))}
 
 

@@ -37,9 +37,12 @@ VARIANTS = {"FC_A": ("arousal",), "FC_V": ("valence",), "FC_E": ("expr",), "FC":
 # The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
 # quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
 PROFILES = {
-    "quick": dict(image_size=64, width=16, seq_len=10, batch_size=64, epochs=5, lr=1e-2,
-                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2400),
-    "paper": dict(image_size=120, width=64, seq_len=10, batch_size=1024, epochs=30, lr=0.0155,
+    # quick: 15 epochs of 2,000 frames. With 5 epochs of 2,400 the validation loss still fell fast at the
+    # end and seeds 1 and 2 stayed at chance; the paper's dropout (0.25 per block, 0.5 dense) starves a
+    # quarter-width network, so quick uses 0.1 (0.05 per block): every seed and thread count tried learns.
+    "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=15, lr=1e-2,
+                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000),
+    "paper": dict(image_size=120, width=64, dropout=0.5, seq_len=10, batch_size=1024, epochs=30, lr=0.0155,
                   momentum=0.74, seq_epochs=30, seq_lr=1e-3, max_train_frames=None),
 }
 

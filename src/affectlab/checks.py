@@ -1,0 +1,41 @@
+"""The floors a chapter asserts: the least a model that learnt the faces reaches, on every seed and machine.
+
+A chapter ends with ``assert_floors(name, figures, FLOORS[...])``. The floors are not tuned to one run: each
+sits below the worst of the runs measured by ``python -m affectlab.spread`` (seeds 0-2, default threads and
+``OMP_NUM_THREADS=1``; see ``benchmarks/seed_spread.md``) by at least the spread between those runs, and
+above what a model that learnt nothing scores (chance, an untrained network, shuffled labels — the tests
+check that such models fail them). Comparisons between models ("A beats B") are not floors: one seed cannot
+decide them, so chapters show them as results.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+FLOORS: dict[str, dict[str, float]] = {
+    # Chapter 03, the joint FaceChannel (FC) and FaceChannelS (FC-S): a uniform guess has accuracy 1/7 and
+    # a prior-guess macro-F1 of about 0.15; an untrained network has CCC near 0.
+    "facechannel": {"f1": 0.18, "accuracy": 0.20, "ccc_valence": 0.10, "ccc_arousal": 0.10},
+    # Chapter 07: mean Pearson ρ over the 7 reactions; predicting the mean (or any constant) scores 0.
+    "facernet": {"pearson": 0.15},
+    # Chapter 08: REC and SCAN+CCI expression macro-F1; always-Neutral scores about 0.11.
+    "gradcam": {"f1": 0.15},
+}
+
+
+def floor_failures(figures: Mapping[str, float], floors: Mapping[str, float]) -> list[str]:
+    """The floors ``figures`` misses, as readable lines ('f1 0.124 < 0.18'); a missing figure is a miss."""
+    out = []
+    for metric, floor in floors.items():
+        value = figures.get(metric)
+        if value is None:
+            out.append(f"{metric} missing (floor {floor})")
+        elif not value >= floor:  # NaN fails too
+            out.append(f"{metric} {value:.3f} < {floor}")
+    return out
+
+
+def assert_floors(name: str, figures: Mapping[str, float], floors: Mapping[str, float]) -> None:
+    """Raise ``AssertionError`` naming every floor ``name`` misses (a model that learnt nothing)."""
+    missed = floor_failures(figures, floors)
+    if missed:
+        raise AssertionError(f"{name} learnt too little: " + "; ".join(missed))
