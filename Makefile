@@ -7,7 +7,7 @@ PROFILE ?= quick
 OUT ?= runs/$(PROFILE)
 DATA ?= data/synthetic
 
-.PHONY: install course test test-fast bench clean-notebooks data clean
+.PHONY: install course test test-fast bench spread clean-notebooks data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: install
 
 bench: install
 	$(PY) -m benchmarks.run
+
+# Chapters 03-08 under seeds 0-2, default threads and OMP_NUM_THREADS=1 -> benchmarks/seed_spread.{json,md}
+spread: data
+	$(PY) -m affectlab.spread --jobs 2
 
 clean-notebooks: install
 	$(VENV)/bin/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets cell.metadata.execution" notebooks/*.ipynb

@@ -83,8 +83,9 @@ def summarise(runs_dir: Path, runs: Sequence[str] | None = None) -> pd.DataFrame
         raise FileNotFoundError(f"no runs with metrics under {runs_dir}")
     allm = pd.concat(frames, ignore_index=True)
     wide = allm.pivot_table(index=KEY, columns="run", values="value", aggfunc="first")
-    stats = pd.DataFrame({"min": wide.min(1), "mean": wide.mean(1), "max": wide.max(1), "sd": wide.std(1, ddof=1),
-                          "n": wide.count(1)})
+    stats = pd.DataFrame({"min": wide.min(axis=1), "mean": wide.mean(axis=1), "max": wide.max(axis=1),
+                          "sd": wide.std(axis=1, ddof=1),
+                          "n": wide.count(axis=1)})
     stats["spread"] = stats["max"] - stats["min"]
     return stats.join(wide).reset_index()
 

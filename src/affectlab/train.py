@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import warnings
 from pathlib import Path
@@ -69,7 +70,8 @@ def cache_key(*parts) -> str:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write atomically (a killed run never leaves a half-written cache that later loads as garbage)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # A temporary name of this process's own: two runs filling the same cache at once never mix their bytes.
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     torch.save(tensors, tmp)
     tmp.replace(path)
 
