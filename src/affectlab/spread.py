@@ -1,14 +1,15 @@
 """The seed spread: run the training chapters under several seeds and thread counts, and summarise every
 recorded figure as min / mean / max over the runs.
 
-    python -m affectlab.spread                        # chapters 03-08, seeds 0 1 2, default threads and 1
+    python -m affectlab.spread --jobs 2               # chapters 03-08, seeds 0 1 2, default threads and 1
     python -m affectlab.spread --only 07 --seeds 0 1  # a part of it
     python -m affectlab.spread --summarise-only       # rebuild the summary from runs/spread/
 
 Why: another CPU (another BLAS kernel, another summation order) trains the same seed to other numbers, so one
 run's figure is one draw. A chapter's assertion must clear the worst run by at least the spread between runs;
-this file is where that spread is measured. Each (seed, threads) run is a normal course run into
-``runs/spread/seed<N>-threads<T>/``; the summary goes to ``benchmarks/seed_spread.json`` and ``.md``.
+this file is where that spread is measured. Each chapter of each (seed, threads) run is a normal course
+run into ``runs/spread/seed<N>-threads<T>/<chapter>/``; the summary goes to ``benchmarks/seed_spread.json``
+and ``.md``. Threaded runs go one at a time; ``--jobs`` runs that many one-thread chapters at once.
 """
 from __future__ import annotations
 
@@ -25,11 +26,39 @@ from typing import Sequence
 
 import pandas as pd
 
+from affectlab.checks import FLOORS
 from affectlab.course import load_metrics
 from affectlab.paths import project_root
 
 TRAINING_CHAPTERS = ("03", "04", "05", "06", "07", "08")
 KEY = ["notebook", "model", "variant", "task", "metric"]
+# The figures chapters assert a floor on: (notebook, model, variant, metric) -> floor.
+ASSERTED = {
+    **{("03_facechannel", model, variant, m): v for model, variant in (("FaceChannel", "FC"), ("FaceChannelS", "FC-S"))
+       for m, v in FLOORS["facechannel"].items()},
+    ("07_facernet", "FaceRNet", "full", "pearson"): FLOORS["facernet"]["pearson"],
+    ("08_gradcam", "REC", "gradcam", "f1"): FLOORS["gradcam"]["f1"],
+    ("08_gradcam", "SCANCCI", "gradcam", "f1"): FLOORS["gradcam"]["f1"],
+}
+
+
+def spread_of(notebook: str, this_run: dict | None = None, path: str | Path | None = None) -> pd.DataFrame:
+    """The measured spread of ``notebook``'s figures (from ``benchmarks/seed_spread.json``), one row per
+    figure with min / mean / max / n, and this run's value beside it when ``this_run`` maps
+    ``(model, variant, metric)`` to a number. Empty (with a note) if the file has not been made yet."""
+    path = Path(path) if path else project_root() / "benchmarks" / "seed_spread.json"
+    cols = ["model", "variant", "metric", "min", "mean", "max", "n"]
+    if not path.is_file():
+        print(f"no seed spread measured yet ({path.name}): run `python -m affectlab.spread`")
+        return pd.DataFrame(columns=cols)
+    doc = json.loads(path.read_text())
+    rows = [{k: f.get(k) for k in cols} for f in doc["figures"] if f["notebook"] == notebook]
+    table = pd.DataFrame(rows, columns=cols)
+    if this_run:
+        keys = list(zip(table.model, table.variant, table.metric))
+        table = table[[k in this_run for k in keys]].copy()
+        table["this run"] = [this_run[k] for k in zip(table.model, table.variant, table.metric)]
+    return table.set_index(["model", "variant", "metric"])
 
 
 def run_name(seed: int, threads: str) -> str:
@@ -53,41 +82,86 @@ def machine() -> dict:
             "default_threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
-def run_one(seed: int, threads: str, only: Sequence[str], runs_dir: Path) -> dict:
-    """One course run (a subprocess, so OMP_NUM_THREADS takes effect before torch starts)."""
+def run_one(seed: int, threads: str, chapter: str, runs_dir: Path) -> dict:
+    """One chapter under one seed and thread setting, as a course run into
+    ``runs_dir/seed<N>-threads<T>/<chapter>/`` (a subprocess, so OMP_NUM_THREADS takes effect before torch
+    starts)."""
     env = dict(os.environ)
     if threads != "default":
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    out = runs_dir / run_name(seed, threads)
+    out = runs_dir / run_name(seed, threads) / chapter
     cmd = [sys.executable, "-m", "affectlab.course", "run", "--no-report", "--out", str(out),
-           "--only", *only, "-p", "seed", str(seed)]
+           "--only", chapter, "-p", "seed", str(seed)]
     t0 = time.time()
     proc = subprocess.run(cmd, env=env, cwd=project_root(), capture_output=True, text=True)
-    (out / "runner.log").parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "runner.log").write_text(proc.stdout + proc.stderr)
-    return {"run": out.name, "seed": seed, "threads": threads, "seconds": round(time.time() - t0, 1),
+    return {"run": run_name(seed, threads), "chapter": chapter, "seconds": round(time.time() - t0, 1),
             "returncode": proc.returncode}
+
+
+def _run_folders(run_dir: Path) -> list[Path]:
+    """The course-run folders of one (seed, threads) run: one per chapter, or the run folder itself."""
+    return [d for d in [run_dir, *sorted(p for p in run_dir.iterdir() if p.is_dir())]
+            if (d / "metrics").is_dir() or (d / "status.json").is_file()]
+
+
+def run_status(run_dir: Path) -> dict[str, str]:
+    """{chapter: "ok" | error} over every course run under ``run_dir``."""
+    status = {}
+    for d in _run_folders(run_dir):
+        if (d / "status.json").is_file():
+            status.update(json.loads((d / "status.json").read_text())["status"])
+    return status
+
+
+def run_seconds(run_dir: Path) -> dict[str, float]:
+    """{chapter: seconds} from the executed notebooks' papermill records."""
+    out = {}
+    for d in _run_folders(run_dir):
+        for nb in sorted(d.glob("[0-9][0-9]_*.ipynb")):
+            meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+            if meta.get("duration") is not None:
+                out[nb.stem] = round(float(meta["duration"]), 1)
+    return out
 
 
 def summarise(runs_dir: Path, runs: Sequence[str] | None = None) -> pd.DataFrame:
     """Every recorded figure of every run under ``runs_dir``: one row per figure with min, mean, max, sd,
     spread (= max - min), n and each run's value."""
     frames = []
-    for d in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir() and (p / "metrics").is_dir()):
+    for d in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
         if runs is not None and d.name not in runs:
             continue
-        m = load_metrics(d)
-        if not m.empty:
-            frames.append(m.assign(run=d.name))
+        for f in _run_folders(d):
+            m = load_metrics(f) if (f / "metrics").is_dir() else pd.DataFrame()
+            if not m.empty:
+                frames.append(m.assign(run=d.name))
     if not frames:
         raise FileNotFoundError(f"no runs with metrics under {runs_dir}")
     allm = pd.concat(frames, ignore_index=True)
     wide = allm.pivot_table(index=KEY, columns="run", values="value", aggfunc="first")
     stats = pd.DataFrame({"min": wide.min(axis=1), "mean": wide.mean(axis=1), "max": wide.max(axis=1),
-                          "sd": wide.std(axis=1, ddof=1),
-                          "n": wide.count(axis=1)})
+                          "sd": wide.std(axis=1, ddof=1), "n": wide.count(axis=1)})
     stats["spread"] = stats["max"] - stats["min"]
     return stats.join(wide).reset_index()
+
+
+def floor_margins(table: pd.DataFrame) -> pd.DataFrame:
+    """Each asserted figure's floor beside its worst run: margin = worst - floor, to compare with the spread
+    (max - min) between runs. A floor holds with a margin when margin >= spread."""
+    rows = []
+    for (nb, model, variant, metric), floor in ASSERTED.items():
+        hit = table[(table.notebook == nb) & (table.model == model) & (table.variant == variant)
+                    & (table.metric == metric)]
+        if hit.empty:
+            continue
+        r = hit.iloc[0]
+        rows.append({"notebook": nb, "model": model, "variant": variant, "metric": metric, "floor": floor,
+                     "worst": r["min"], "mean": r["mean"], "sd": r["sd"], "spread": r["spread"],
+                     "margin": r["min"] - floor, "margin >= sd": bool(r["min"] - floor >= r["sd"]),
+                     "margin >= spread": bool(r["min"] - floor >= r["spread"])})
+    return pd.DataFrame(rows)
 
 
 def write_summary(table: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Path]:
@@ -97,12 +171,18 @@ def write_summary(table: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Pat
                                               if pd.notna(r[k])},
                 "n": int(r["n"]), "runs": {c: round(float(r[c]), 4) for c in run_cols if pd.notna(r[c])}}
                for _, r in table.iterrows()]
+    margins = floor_margins(table)
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps({**meta, "figures": figures}, indent=1))
-    md = [f"# Seed spread of the training chapters", "",
+    json_path.write_text(json.dumps({**meta, "floors": json.loads(margins.round(4).to_json(orient="records")),
+                                     "figures": figures}, indent=1))
+    md = ["# Seed spread of the training chapters", "",
           f"Measured by `python -m affectlab.spread` on {meta['machine']['cpu']} ({meta['machine']['cores']} cores, "
           f"torch {meta['machine']['torch']}), runs: {', '.join(meta['runs'])}. "
           "Threads `default` = torch's default (one per core); `1` = `OMP_NUM_THREADS=1`.", "",
+          "## The floors chapters assert", "",
+          "margin = worst run - floor; sd = standard deviation and spread = max - min over the runs.", "",
+          margins.to_markdown(index=False, floatfmt=".3f") if not margins.empty else "(none of these runs)", "",
+          "## Every recorded figure", "",
           table[KEY + ["min", "mean", "max", "spread", "n"]].to_markdown(index=False, floatfmt=".3f"), ""]
     md_path = out.with_suffix(".md")
     md_path.write_text("\n".join(md))
@@ -116,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", nargs="+", default=["default", "1"],
                    help="thread settings: 'default' (torch's own) or a number for OMP_NUM_THREADS")
     p.add_argument("--jobs", type=int, default=1,
-                   help="runs at once (runs of different seeds only; e.g. 2 with --threads 1 on 2 cores)")
+                   help="one-thread chapter runs at once (e.g. 2 on 2 cores); threaded runs always go one by one")
     p.add_argument("--runs-dir", type=Path, default=None, help="default: runs/spread")
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/seed_spread(.json/.md)")
     p.add_argument("--summarise-only", action="store_true", help="summarise the runs already in --runs-dir")
@@ -127,25 +207,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_dir = args.runs_dir or project_root() / "runs" / "spread"
     out = args.out or project_root() / "benchmarks" / "seed_spread"
     configs = [(s, t) for t in args.threads for s in args.seeds]
-    log = []
     if not args.summarise_only:
-        # Worlds and face models are built before any parallel run, so two runs never build the same one.
+        # Worlds and face models are built first, so no two runs build the same one at once.
         from affectlab.models.pretrain import face_feature_model
         for s in args.seeds:
             face_feature_model("quick", None, "auto", s)
-        # With jobs > 1, runs of one thread setting go together and differ in seed (never share a world).
+        tasks = [(s, t, c) for s, t in configs for c in args.only]
+        # Threaded runs go one at a time: two of them at once oversubscribe the cores (measured here: one
+        # chapter ten times slower). One-thread runs go --jobs at a time.
+        serial = [x for x in tasks if x[1] != "1" or args.jobs <= 1]
+        parallel = [x for x in tasks if x not in serial]
+        report = lambda r: print(f"{r['run']} {r['chapter']}: {'ok' if r['returncode'] == 0 else 'FAILED'} "
+                                 f"in {r['seconds']:.0f} s", flush=True)
+        for x in serial:
+            report(run_one(*x, runs_dir))
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            for res in pool.map(lambda c: run_one(c[0], c[1], args.only, runs_dir), configs):
-                print(f"{res['run']}: {'ok' if res['returncode'] == 0 else 'FAILED'} in {res['seconds']:.0f} s",
-                      flush=True)
-                log.append(res)
+            for r in pool.map(lambda x: run_one(*x, runs_dir), parallel):
+                report(r)
     names = [run_name(s, t) for s, t in configs]
     table = summarise(runs_dir, names)
-    status = {n: json.loads((runs_dir / n / "status.json").read_text())["status"]
-              for n in names if (runs_dir / n / "status.json").is_file()}
+    status = {n: run_status(runs_dir / n) for n in names if (runs_dir / n).is_dir()}
     meta = {"command": "python -m affectlab.spread " + " ".join(argv if argv is not None else sys.argv[1:]),
             "machine": machine(), "runs": names, "chapters": list(args.only), "status": status,
-            "timings": log or None}
+            "seconds": {n: run_seconds(runs_dir / n) for n in names if (runs_dir / n).is_dir()},
+            "jobs": args.jobs}
     json_path, md_path = write_summary(table, meta, out)
     failed = {n: {k: v for k, v in st.items() if v != "ok"} for n, st in status.items()}
     failed = {n: f for n, f in failed.items() if f}
