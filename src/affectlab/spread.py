@@ -61,6 +61,46 @@ def spread_of(notebook: str, this_run: dict | None = None, path: str | Path | No
     return table.set_index(["model", "variant", "metric"])
 
 
+# The README's results table: (chapter, model as the README names it, [(notebook, model, variant, metric)], paper).
+HEADLINES = [
+    ("03", "FaceChannel, joint (FC)", [("03_facechannel", "FaceChannel", "FC", "f1"),
+                                       ("03_facechannel", "FaceChannel", "FC", "ccc_arousal")], "0.49 / 0.50"),
+    ("03", "FaceChannelS, joint (FC-S)", [("03_facechannel", "FaceChannelS", "FC-S", "f1"),
+                                          ("03_facechannel", "FaceChannelS", "FC-S", "ccc_valence")], "0.52 / 0.27"),
+    ("04", "SE-ResNet-50 recipe (quick: the course's narrow ResNet-18 face model)",
+     [("04_senet50_finetune", "SENet-50", "paper", "f1"), ("04_senet50_finetune", "SENet-50", "paper", "expr_score")],
+     "0.33 / 0.43"),
+    ("05", "TemporalStatNet 6 (VA frame + LSTM)",
+     [("05_multitask_temporal", "TemporalStatNet", "6 Emotion VA Frame with LSTM", "expr_score"),
+      ("05_multitask_temporal", "TemporalStatNet", "6 Emotion VA Frame with LSTM", "va_score")], "0.432 / 0.514"),
+    ("05", "TemporalStatNet 1 (image only)",
+     [("05_multitask_temporal", "TemporalStatNet", "1 Emotion Image", "expr_score")], "0.409"),
+    ("06", "SCAN+CCI / plain ResNet", [("06_scan_cci", "SCANCCI", "pretrained", "expr_score"),
+                                       ("06_scan_cci", "PlainResNet", "pretrained", "expr_score")], "0.465 / 0.422"),
+    ("07", "FaceRNet (GRU + Mask, VA+expr+AU)", [("07_facernet", "FaceRNet", "full", "pearson")], "0.494"),
+    ("08", "REC / SCAN+CCI trained for Grad-CAM", [("08_gradcam", "REC", "gradcam", "f1"),
+                                                   ("08_gradcam", "SCANCCI", "gradcam", "f1")], "—"),
+]
+
+
+def headline_markdown(path: str | Path | None = None) -> str:
+    """The README's results table from ``seed_spread.json``: each figure as mean ± sd [min, max]."""
+    path = Path(path) if path else project_root() / "benchmarks" / "seed_spread.json"
+    doc = json.loads(Path(path).read_text())
+    figs = {(f["notebook"], f["model"], f["variant"], f["metric"]): f for f in doc["figures"]}
+    lines = ["| chapter | model (variant) | metric | ours: mean ± sd [min, max] | paper |",
+             "|---|---|---|---|---:|"]
+    for chapter, label, keys, paper in HEADLINES:
+        cells, metrics = [], []
+        for key in keys:
+            f = figs.get(tuple(key))
+            metrics.append(key[3])
+            cells.append("—" if f is None else
+                         f"{f['mean']:.3f} ± {f.get('sd', 0):.3f} [{f['min']:.3f}, {f['max']:.3f}]")
+        lines.append(f"| {chapter} | {label} | {' / '.join(metrics)} | {' / '.join(cells)} | {paper} |")
+    return "\n".join(lines)
+
+
 def run_name(seed: int, threads: str) -> str:
     return f"seed{seed}-threads{threads}"
 
@@ -200,12 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs-dir", type=Path, default=None, help="default: runs/spread")
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/seed_spread(.json/.md)")
     p.add_argument("--summarise-only", action="store_true", help="summarise the runs already in --runs-dir")
+    p.add_argument("--readme", action="store_true", help="print the README's results table from the summary")
     args = p.parse_args(argv)
     for t in args.threads:
         if t != "default" and not t.isdigit():
             p.error(f"--threads takes 'default' or a number, got {t!r}")
     runs_dir = args.runs_dir or project_root() / "runs" / "spread"
     out = args.out or project_root() / "benchmarks" / "seed_spread"
+    if args.readme:
+        print(headline_markdown(out.with_suffix(".json")))
+        return 0
     configs = [(s, t) for t in args.threads for s in args.seeds]
     if not args.summarise_only:
         # Worlds and face models are built first, so no two runs build the same one at once.

@@ -30,6 +30,16 @@ def test_repeated_call_is_a_no_op(tiny_world):
     assert (tiny_world / "manifest.json").stat().st_mtime_ns == stamp
 
 
+def test_an_edited_preset_regenerates_the_world(tmp_path, monkeypatch):
+    """The preset's table is part of the world's key: a world made before an edit is not reused after it."""
+    a = synth.make_world(tmp_path / "w", preset="tiny", seed=0, progress=False)
+    monkeypatch.setitem(synth.PRESETS, "tiny", {**synth.PRESETS["tiny"], "hume": (4, 2)})
+    with pytest.warns(UserWarning, match="regenerating"):
+        synth.make_world(a, preset="tiny", seed=0, progress=False)
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["preset_settings"]["hume"] == [4, 2] and manifest["counts"]["hume_videos"] == 6
+
+
 def test_other_seed_regenerates_and_foreign_dirs_are_refused(tmp_path):
     a = synth.make_world(tmp_path / "w", preset="tiny", seed=1, progress=False, min_episodes=1)
     h1 = json.loads((a / "manifest.json").read_text())["content_hash"]
