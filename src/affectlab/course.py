@@ -137,11 +137,15 @@ def select_notebooks(nb_dir: Path, only: Sequence[str] | None = None) -> list[Pa
     return sorted(chosen)
 
 
-def _relative_paths(path: Path, nb_dir: Path) -> None:
-    """papermill records absolute input/output paths; keep executed chapters free of machine paths."""
+def _relative_paths(path: Path, nb_dir: Path, strip_injected: bool = False) -> None:
+    """papermill records absolute input/output paths; keep executed chapters free of machine paths. With
+    ``strip_injected`` (refreshing the sources) drop papermill's injected-parameters cell too: in JupyterLab
+    a second parameters cell would silently undo a student's edit of the first."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    if strip_injected:
+        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     meta = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
@@ -178,7 +182,7 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
             passed = {k: v for k, v in given.items() if k in declared}
             pm.execute_notebook(str(nb), str(target), parameters=passed, cwd=str(nb_dir), kernel_name=kernel,
                                 progress_bar=False)
-            _relative_paths(target, nb_dir)
+            _relative_paths(target, nb_dir, strip_injected=inplace)
             status[nb.stem] = "ok"
         except Exception as e:  # keep going: one broken chapter must not cost the others
             first = str(e).strip().splitlines()

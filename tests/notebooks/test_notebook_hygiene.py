@@ -1,4 +1,4 @@
-"""Every chapter follows the course's conventions (DESIGN §9). Execution itself is nbval's job:
+"""Every chapter follows the course's conventions. Execution itself is nbval's job:
 `pytest --nbval-lax notebooks` (part of `make test`) runs every chapter top to bottom."""
 import json
 import re
@@ -22,6 +22,8 @@ def test_chapter_conventions(path):
     cells = nb["cells"]
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    assert not any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells), \
+        "no papermill injected-parameters cell (it would undo a student's edit of the parameters cell)"
     src = "".join(params[0]["source"])
     for name in ("profile", "data_root", "device", "seed"):
         assert re.search(rf"^{name}\s*=", src, re.M), f"parameters cell lacks {name}"

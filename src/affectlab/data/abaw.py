@@ -1,4 +1,4 @@
-"""Aff-Wild2 / ABAW readers (DESIGN §3.2): one DataFrame per task and split, whichever layout is on disk.
+"""Aff-Wild2 / ABAW readers: one DataFrame per task and split, whichever layout is on disk.
 
 Layouts detected (the user never names one), looked for in ``root``, ``root/affwild2``, ``root/Aff-Wild2``
 and their ``annotations`` / ``Annotations`` folders:

@@ -1,4 +1,4 @@
-"""Cleaning and balancing (DESIGN §3.4): the coherence filter, class weights, oversampling, the sampler.
+"""Cleaning and balancing: the coherence filter, class weights, oversampling, the sampler.
 
 - ``coherence_filter`` (Kuhnke et al., used by FaceChannelS) drops frames whose category and VA disagree;
 - ``class_weights`` are the SE-ResNet paper's ``count(most common class) / count(class)``;

@@ -1,4 +1,4 @@
-"""Hume-Reaction reader (DESIGN §3.2): one row per video with its frames and 7 reaction intensities.
+"""Hume-Reaction reader: one row per video with its frames and 7 reaction intensities.
 
 ``data_info.csv`` has ``File_ID`` (bracketed, e.g. ``[00001]``), ``Split`` (Train / Val; other splits such
 as an unlabelled Test are skipped) and the 7 intensities in ``REACTIONS`` order. A video's frames live in a

@@ -1,4 +1,4 @@
-"""AffectNet, RAF-DB and ExpW readers (DESIGN §3.2): one row per usable face, labels in ``EXPRESSIONS``.
+"""AffectNet, RAF-DB and ExpW readers: one row per usable face, labels in ``EXPRESSIONS``.
 
 Each returns ``path`` and ``expr`` (canonical, via ``labels.to_canonical``; classes the 7-class task drops,
 such as AffectNet's Contempt, are counted in ``df.attrs["dropped"]``). AffectNet also has ``valence``,

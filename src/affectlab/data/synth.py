@@ -1,4 +1,4 @@
-"""The synthetic in-the-wild face-video world (DESIGN §3.3): ``make_world`` and ``python -m affectlab.data.synth``.
+"""The synthetic in-the-wild face-video world: ``make_world`` and ``python -m affectlab.data.synth``.
 
 It writes exactly the real datasets' on-disk formats, so the readers that load a researcher's Aff-Wild2 are
 the readers every chapter runs:
@@ -44,7 +44,7 @@ from .faces_draw import AU_INDEX, OCCLUDERS, camera, draw_face, noise_bank, rand
 from .timeline import PHASES, Episode, annotate, labelled_frames, layout, random_episode, simulate
 
 GENERATOR_VERSION = "1.1"  # 1.1: the quick preset holds 200 + 100 Hume-Reaction videos (was 56 + 24)
-# Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights (DESIGN §3.3).
+# Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights.
 AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177, 0.106, 0.045)))
 
 PRESETS: dict[str, dict] = {

@@ -14,7 +14,7 @@ branches on and off; the paper's best numbers come from the average fusion of th
 
 The model runs on images ``[B, s, 3, H, W]`` (end-to-end: only the backbone's last stage and the heads
 learn) or on cached per-frame features ``[B, s, D]`` (the frozen face model run once over every frame;
-DESIGN §6) — the same heads either way.
+`benchmarks/bench_temporal_scan.py` measures the gain) — the same heads either way.
 """
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def average_fusion(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     return fused
 
 
-# --- training on cached per-frame features (DESIGN §6) ------------------------------------------------------
+# --- training on cached per-frame features ------------------------------------------------------
 
 def weights_digest(model: nn.Module) -> str:
     """A short hash of a model's weights, so cached features are rebuilt when the face model changes."""
