@@ -64,11 +64,13 @@ def test_facernet_trains_through_fastai_with_video_batches():
     from affectlab.metrics import reaction_pearson
     from affectlab.models.facernet import predict_videos, train_facernet
 
+    # 20 epochs: over torch seeds 0-7 the trained ρ ranged 0.49-0.71 (4 epochs: 0.07-0.42, too close to any floor)
+    torch.manual_seed(0)
     x, lengths, y = _videos(n=32)
     items = [(x[i], lengths[i], {"intensity": y["intensity"][i]}) for i in range(32)]
     dls = DataLoaders(DataLoader(items[:24], bs=8, shuffle=True), DataLoader(items[24:], bs=8), device="cpu")
     dls.n_inp = 2
-    learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), epochs=4, lr=3e-3, device="cpu")
+    learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), epochs=20, lr=3e-3, device="cpu")
     preds, targs = predict_videos(learn.model, dls.train.new(shuffle=False, drop_last=False))
     assert preds.shape == (24, 7) and torch.equal(targs, y["intensity"][:24])
     assert reaction_pearson(targs, preds) > 0.3
