@@ -123,6 +123,75 @@ def _parse_value(text: str):
         return text
 
 
+_TYPE_WORDS = {bool: "True or False", int: "an integer", float: "a number", str: "a string",
+               list: "a list", tuple: "a tuple", dict: "a dict"}
+
+
+def declared_parameters(notebooks: Sequence[Path]) -> dict[str, dict[str, str]]:
+    """{chapter stem: {parameter: default source}} of each chapter's cell tagged ``parameters``."""
+    import papermill as pm
+
+    out = {}
+    for nb in notebooks:
+        try:
+            out[nb.stem] = {k: v.get("default", "None") for k, v in pm.inspect_notebook(str(nb)).items()}
+        except Exception as e:
+            raise ValueError(f"{nb}: cannot read its parameters cell ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _coerce(name: str, value, default_src: str, chapter: str):
+    """``value`` for a chapter parameter whose default is ``default_src``: a string from the command line is
+    read as a Python literal unless the default is a string (then it stays text, e.g. ``-p run 007``); the
+    result must have the default's type (an int where a float is expected is fine; a None default takes
+    anything). A ValueError names the parameter, the chapter and what it expects."""
+    try:
+        default = ast.literal_eval(default_src)
+    except (ValueError, SyntaxError):
+        default = None          # an expression as default: its type is unknown, anything goes
+    want = type(default)
+    if default is None or want not in _TYPE_WORDS:
+        return _parse_value(value) if isinstance(value, str) else value
+    if want is str:
+        if isinstance(value, str):
+            return value
+    else:
+        if isinstance(value, str):
+            text = value
+            value = {"true": True, "false": False}.get(text.lower(), None) if want is bool else None
+            if value is None:
+                value = _parse_value(text)
+        ok = (isinstance(value, bool) if want is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+              isinstance(value, want) and not (want is int and isinstance(value, bool)))
+        if ok:
+            return float(value) if want is float else value
+    raise ValueError(f"parameter {name!r} of {chapter} must be {_TYPE_WORDS[want]} (its default is "
+                     f"{default_src}), got {value!r}")
+
+
+def chapter_parameters(notebooks: Sequence[Path], given: dict, user: Iterable[str] = ()) -> dict[str, dict]:
+    """The parameters each chapter receives: ``given`` restricted to what the chapter declares, each value
+    checked against (and, from text, converted to) the type of the chapter's default. Every name in ``user``
+    (the ones a person passed with -p) must be declared by at least one of ``notebooks`` — a typo such as
+    ``sede`` for ``seed`` is an error naming it and listing the declared names, raised before any chapter
+    runs."""
+    import difflib
+
+    declared = declared_parameters(notebooks)
+    known = sorted({k for d in declared.values() for k in d})
+    user = list(user)
+    unknown = [k for k in user if k not in known]
+    if unknown:
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
+                 for k in unknown]
+        raise ValueError(f"parameter {', '.join(hints)} is not declared by any selected chapter "
+                         f"({', '.join(declared)}); they declare: {', '.join(known) or 'nothing'}")
+    user = set(user)
+    return {stem: {k: _coerce(k, v, params[k], stem) if k in user else v for k, v in given.items() if k in params}
+            for stem, params in declared.items()}
+
+
 def select_notebooks(nb_dir: Path, only: Sequence[str] | None = None) -> list[Path]:
     """The chapters in order; ``only`` picks them by number prefix or name (an unknown one is an error)."""
     nbs = sorted(p for p in Path(nb_dir).glob("[0-9][0-9]_*.ipynb"))
@@ -135,6 +204,96 @@ def select_notebooks(nb_dir: Path, only: Sequence[str] | None = None) -> list[Pa
             raise FileNotFoundError(f"no chapter {key!r} in {nb_dir} (have: {', '.join(p.stem for p in nbs)})")
         chosen += [h for h in hits if h not in chosen]
     return sorted(chosen)
+
+
+# Rough throughputs for the plan printed before a ``--profile paper`` run, measured on the 2-core CPU of
+# benchmarks/RESULTS.md: the generator writes ~1,000 images/s with its 2 workers, and SE-ResNet-50 infers
+# ~57 images/s at 112 px — training (forward + backward) about a third of that. A GPU trains ~100x faster.
+GEN_IMAGES_PER_S = 1000
+RESNET50_TRAIN_IMAGES_PER_S_CPU = 20
+RESNET50_TRAIN_IMAGES_PER_S_GPU = 1500
+BYTES_PER_SYNTHETIC_IMAGE = 4700   # data/synthetic (quick): 189 MB for ~40,000 images
+
+
+def _mean(lo_hi) -> float:
+    return (lo_hi[0] + lo_hi[1]) / 2
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None) -> str:
+    """What a ``--profile paper`` run of ``notebooks`` will generate and train, how big and roughly how long
+    (expected sizes of the synthetic ``full`` preset; throughputs above), with a warning when no GPU is
+    found. Printed by ``run_course`` before the first chapter starts."""
+    from affectlab.data.synth import PRESETS
+
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    device = str(given.get("device", "auto"))
+    on_gpu = cuda and not device.startswith("cpu")
+    chapters = {nb.stem.split("_", 1)[0]: nb.stem for nb in notebooks}
+    lines = [f"--profile paper: {len(notebooks)} chapter(s) ({', '.join(chapters.values())}) with the papers' "
+             "own settings (full-size backbones and images, 10-30 epochs), meant for a GPU."]
+    if not on_gpu:
+        why = "device='cpu' was asked for" if cuda else "no GPU found (torch.cuda.is_available() is False)"
+        lines.append(f"WARNING: {why}: everything below runs on the CPU ({os.cpu_count()} core(s)); expect "
+                     "days, not hours. Use --profile quick on a CPU.")
+    p = PRESETS["full"]
+    aw_train = (p["subjects"] - p["val_subjects"]) * _mean(p["frames"])
+    aw_frames = p["subjects"] * _mean(p["frames"])
+    hume_frames = sum(p["hume"]) * _mean(p["hume_frames"])
+    static = sum(p["affectnet"]) + sum(p["rafdb"]) + p["expw"]
+    static_train = p["affectnet"][0] + p["rafdb"][0] + p["expw"]
+    total = aw_frames + hume_frames + static
+    if given.get("data_root") is None:
+        lines.append(f"- generate the synthetic world's 'full' preset (unless already there, in data/synthetic-full): "
+                     f"~{total / 1e3:,.0f}k images ({aw_frames / 1e3:,.0f}k Aff-Wild2 frames in {p['subjects']} "
+                     f"videos, {hume_frames / 1e3:,.0f}k Hume-Reaction frames in {sum(p['hume'])} videos, "
+                     f"{static / 1e3:,.0f}k static faces), ~{total * BYTES_PER_SYNTHETIC_IMAGE / 1e9:.1f} GB on "
+                     f"disk, ~{_duration(total / GEN_IMAGES_PER_S)} at ~{GEN_IMAGES_PER_S:,} images/s")
+    else:
+        lines.append(f"- read your data at {given['data_root']} (sizes below assume the synthetic 'full' preset; "
+                     "yours scale them)")
+    # (chapter, what, training images seen = epochs x images) — the paper settings of each model module.
+    from affectlab.models import facechannel, facernet, pretrain, scan, senet, temporal_stat
+
+    work = []
+    users = sorted(chapters.keys() & {"04", "05", "06", "07", "08"})
+    if users:
+        s = pretrain.PROFILES["paper"]
+        work.append((", ".join(users), f"pre-train the face feature model ({s['arch']}, {s['image_size']} px, "
+                     f"{s['epochs']} epochs over ~{static_train / 1e3:.0f}k static faces)", s["epochs"] * static_train))
+    table = {
+        "03": (facechannel.PROFILES["paper"], "FaceChannel", "image_size"),
+        "04": (senet.PROFILES["paper"], "SE-ResNet-50 fine-tuning", "image_size"),
+        "05": (temporal_stat.PROFILES["paper"], "ResNet-50 + LSTM, end to end", "image_size"),
+        "06": (scan.PROFILES["paper"], "SCAN-CCI (ResNet-50)", "image_size"),
+        "07": (facernet.PROFILES["paper"], "FaceRNet's REC (frames)", "image_size"),
+    }
+    for ch, (s, what, size_key) in table.items():
+        if ch in chapters:
+            epochs = s.get("rec_epochs", s.get("epochs"))
+            work.append((ch, f"train {what} at {s[size_key]} px for {epochs} epochs over up to "
+                         f"~{aw_train / 1e3:.0f}k Aff-Wild2 training frames", epochs * aw_train))
+    for ch, text, _ in work:
+        lines.append(f"- {ch}: {text}")
+    passes = sum(n for _, _, n in work)
+    if passes:
+        rate = RESNET50_TRAIN_IMAGES_PER_S_GPU if on_gpu else RESNET50_TRAIN_IMAGES_PER_S_CPU
+        lines.append(f"Roughly {passes / 1e6:,.0f} M training images in all; at ~{rate:,} images/s "
+                     f"({'one GPU' if on_gpu else 'a CPU'}, ResNet-50 at 112 px; 224 px is ~4x slower) that is "
+                     f"~{_duration(passes / rate)} of training.")
+    return "\n".join(lines)
 
 
 def _relative_paths(path: Path, nb_dir: Path, strip_injected: bool = False) -> None:
@@ -164,7 +323,6 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
     if not nb_dir.is_dir():
         raise FileNotFoundError(f"notebook folder {nb_dir} does not exist")
     out = Path(out).resolve()
-    (out / "metrics").mkdir(parents=True, exist_ok=True)
     notebooks = select_notebooks(nb_dir, only)
     if not notebooks:
         raise FileNotFoundError(f"no chapters (NN_name.ipynb) in {nb_dir}")
@@ -172,16 +330,19 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
     # ones included — hold no absolute path.
     given = {"profile": profile, "metrics_dir": os.path.relpath(out / "metrics", nb_dir),
              "run_dir": os.path.relpath(out, nb_dir), **(params or {})}
+    # Checked for every chapter before the first one runs: a misspelt or mistyped -p stops the run here.
+    passed = chapter_parameters(notebooks, given, user=list(params or {}))
+    if profile == "paper":
+        log(paper_plan(notebooks, given))
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
     for i, nb in enumerate(notebooks, 1):
         target = nb if inplace else out / nb.name
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...", end=" ", flush=True) if log is print else log(nb.stem)
         t0 = time.time()
         try:
-            declared = pm.inspect_notebook(str(nb))
-            passed = {k: v for k, v in given.items() if k in declared}
-            pm.execute_notebook(str(nb), str(target), parameters=passed, cwd=str(nb_dir), kernel_name=kernel,
-                                progress_bar=False)
+            pm.execute_notebook(str(nb), str(target), parameters=passed[nb.stem], cwd=str(nb_dir),
+                                kernel_name=kernel, progress_bar=False)
             _relative_paths(target, nb_dir, strip_injected=inplace)
             status[nb.stem] = "ok"
         except Exception as e:  # keep going: one broken chapter must not cost the others
@@ -300,7 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {md} and {html}")
             return 0
         out = args.out or project_root() / "runs" / args.profile
-        params = {name: _parse_value(value) for name, value in args.param}
+        names = [name for name, _ in args.param]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"parameter {', '.join(map(repr, twice))} given more than once with -p")
+        # Text as typed: each chapter converts it to the type of its own default (chapter_parameters).
+        params = dict(args.param)
         status = run_course(out, profile=args.profile, params=params, only=args.only,
                             nb_dir=args.notebooks, inplace=args.inplace, kernel=args.kernel)
         if not args.no_report:

@@ -81,3 +81,79 @@ def test_paper_results_files_have_the_columns():
     df = course.paper_results()
     assert list(df.columns) == course.PAPER_COLUMNS
     assert df["value"].notna().all()
+
+
+# --- Nothing silent: parameters are checked before anything runs; the paper profile says what it will do --
+
+@pytest.fixture
+def no_execution(monkeypatch):
+    """papermill's execute_notebook replaced by a recorder: these tests check what happens before it."""
+    import papermill as pm
+
+    calls = []
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, parameters=None, **kw: calls.append((src, parameters)))
+    monkeypatch.setattr(course, "_relative_paths", lambda *a, **k: None)
+    return calls
+
+
+def test_a_misspelt_parameter_is_refused_before_any_chapter_runs(chapters, tmp_path, capsys, no_execution):
+    out = tmp_path / "run"
+    rc = course.main(["run", "--notebooks", str(chapters), "--out", str(out), "-p", "sede", "7"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: parameter 'sede' (did you mean 'seed'?) is not declared by any selected chapter "
+                   "(00_first, 01_broken, 02_last); they declare: metrics_dir, profile, seed")
+    assert no_execution == [] and not out.exists()          # nothing ran, nothing was written
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_naming_chapter_and_default(chapters, tmp_path, capsys,
+                                                                              no_execution):
+    rc = course.main(["run", "--notebooks", str(chapters), "--out", str(tmp_path / "r"), "-p", "seed", "abc"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: parameter 'seed' of 00_first must be an integer (its default is 0), got 'abc'")
+    assert no_execution == []
+    rc = course.main(["run", "--notebooks", str(chapters), "--out", str(tmp_path / "r"), "-p", "seed", "1",
+                      "-p", "seed", "2"])
+    assert rc == 2 and "'seed' given more than once" in capsys.readouterr().err
+
+
+def test_values_are_converted_to_the_type_of_each_chapters_default(chapters, tmp_path, no_execution):
+    nb = nbformat.read(chapters / "00_first.ipynb", as_version=4)
+    nb.cells[0].source += '\nrun_name = "x"\nrate = 0.5\nflag = False\nroot = None'
+    nbformat.write(nb, chapters / "00_first.ipynb")
+    course.run_course(tmp_path / "r", params={"seed": "3", "run_name": "007", "rate": "1", "flag": "true",
+                                               "root": "/data"}, nb_dir=chapters, only=["00"], log=lambda *a, **k: None)
+    (_, passed), = no_execution
+    assert passed["seed"] == 3 and passed["run_name"] == "007" and passed["rate"] == 1.0
+    assert passed["flag"] is True and passed["root"] == "/data" and passed["profile"] == "quick"
+    with pytest.raises(ValueError, match=r"'flag' of 00_first must be True or False .*got 'maybe'"):
+        course.run_course(tmp_path / "r", params={"flag": "maybe"}, nb_dir=chapters, only=["00"])
+    with pytest.raises(ValueError, match=r"'seed' of 00_first must be an integer .*got 1\.5"):
+        course.run_course(tmp_path / "r", params={"seed": 1.5}, nb_dir=chapters, only=["00"])
+
+
+def test_paper_profile_on_a_cpu_says_what_it_will_do_before_starting(chapters, tmp_path, monkeypatch, no_execution):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for stem in ("04_senet", "06_scan"):
+        _chapter(chapters / f"{stem}.ipynb", "pass")
+    events = []
+    import papermill as pm
+
+    monkeypatch.setattr(pm, "execute_notebook", lambda src, dst, **kw: events.append(("run", src)))
+    course.run_course(tmp_path / "r", profile="paper", nb_dir=chapters, only=["04", "06"],
+                      log=lambda *a, **k: events.append(("log", " ".join(map(str, a)))))
+    kind, plan = events[0]
+    assert kind == "log" and [e[0] for e in events].index("run") > 0      # the plan comes first
+    assert "WARNING: no GPU found" in plan and "runs on the CPU" in plan
+    assert "2 chapter(s) (04_senet, 06_scan)" in plan
+    assert "~794k images" in plan and "~3.7 GB on disk" in plan        # the full preset to generate
+    assert "04, 06: pre-train the face feature model (resnet50, 112 px, 20 epochs" in plan
+    assert "- 04: train SE-ResNet-50 fine-tuning at 112 px for 20 epochs" in plan
+    assert "- 06: train SCAN-CCI (ResNet-50) at 224 px for 20 epochs" in plan
+    assert "days of training" in plan
+    # a GPU and a real data root: no warning, no generation
+    gpu = course.paper_plan(course.select_notebooks(chapters, ["04"]), {"data_root": "/datasets"}, cuda=True)
+    assert "WARNING" not in gpu and "generate" not in gpu and "read your data at /datasets" in gpu
