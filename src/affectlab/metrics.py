@@ -6,7 +6,27 @@ defined, documented value or a clear ``ValueError`` — never a silent NaN:
 - CCC with both series constant: 1.0 if they are identical (the only case where its denominator is 0);
 - Pearson with a constant series: 0.0 (no linear association can be measured), with a warning;
 - F1 of a class absent from both truth and prediction: 0 (scikit-learn's ``zero_division=0``), and it
-  counts in the macro average when ``labels`` names it, as the ABAW scores do (all 7 classes).
+  counts in the macro average when ``labels`` names it, as the ABAW scores do (every class of the edition).
+
+Scores per ABAW edition (``year`` is the year of the competition; anything before 2020, or not a year,
+is a ``ValueError``):
+
+============  ===============================================  ==========================================
+edition       expression                                       action units
+============  ===============================================  ==========================================
+2020, 2021    0.67·macro-F1 + 0.33·accuracy, 7 classes         0.5·mean per-AU F1 + 0.5·total accuracy
+2022 and on   macro-F1 over 8 classes (the 7 + Other)          mean per-AU F1 (12 AUs)
+============  ===============================================  ==========================================
+
+Valence-arousal is the mean CCC of valence and arousal in every edition; the 3rd ABAW (2022) multi-task
+score is VA + expression + AU scores of 2022 (``abaw_mtl_score``); Hume-Reaction (2023) is the mean
+Pearson ρ over its 7 reactions. "Total accuracy" of the AUs is the share of equal entries over the whole
+N×K matrix, as in the organisers' and the teams' evaluation code (the 2nd ABAW, 2021, still scored AUs
+this way; only from 2022 is the score F1 alone).
+
+Unannotated rows — Aff-Wild2's sentinels: expression −1, valence/arousal −5, AU −1 — are never scored:
+the functions that can receive them filter them out (each docstring says how), and a set with nothing
+left to score is a ``ValueError``.
 
 F1 and CCC are not averages of per-batch values: a batch may miss a class entirely and its CCC uses the
 batch's own means. The fastai metrics below therefore accumulate predictions over the whole validation set
@@ -14,19 +34,37 @@ batch's own means. The fastai metrics below therefore accumulate predictions ove
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Callable, Sequence
 
 import numpy as np
 from fastai.learner import Metric
 
-from affectlab.labels import EXPRESSIONS, INVALID_AU, INVALID_EXPR, INVALID_VA, REACTIONS
+from affectlab.labels import EXPRESSIONS, EXPRESSIONS_8, INVALID_AU, INVALID_EXPR, INVALID_VA, REACTIONS
 
 __all__ = [
     "ccc", "pearson", "f1_macro", "f1_binary", "accuracy", "abaw_expr_score", "abaw_va_score", "au_score",
-    "reaction_pearson", "HeadMetric", "expr_f1", "expr_accuracy", "expr_score", "va_ccc", "va_score",
-    "au_f1", "reaction_pearson_metric",
+    "au_mean_f1", "abaw_mtl_score", "abaw_edition", "reaction_pearson", "HeadMetric", "expr_f1",
+    "expr_accuracy", "expr_score", "va_ccc", "va_score", "au_f1", "reaction_pearson_metric",
 ]
+
+FIRST_YEAR = 2020   # the 1st ABAW (FG 2020)
+LAST_YEAR = 2100    # a guard against typos (20222), not a statement about the future
+
+
+def abaw_edition(year) -> int:
+    """``year`` checked as an ABAW year: an integer from 2020 on (any later year is accepted and scored like
+    2022+). Anything else — earlier years, booleans, fractions, strings, typos such as 20222 — is a
+    ``ValueError``."""
+    if isinstance(year, (bool, np.bool_)) or not isinstance(year, numbers.Integral):
+        raise ValueError(f"year must be an integer ABAW year (2020 or later), got {year!r}")
+    year = int(year)
+    if year < FIRST_YEAR:
+        raise ValueError(f"year={year}: the ABAW challenges start in {FIRST_YEAR}; no score is defined before")
+    if year > LAST_YEAR:
+        raise ValueError(f"year={year} is not a plausible ABAW year (typo?)")
+    return year
 
 
 def _vector(x, name: str) -> np.ndarray:
@@ -46,7 +84,10 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ccc(y_true, y_pred) -> float:
-    """Concordance correlation coefficient 2ρσxσy / (σx² + σy² + (μx − μy)²), population statistics."""
+    """Concordance correlation coefficient 2ρσxσy / (σx² + σy² + (μx − μy)²), population statistics.
+
+    A plain function of two real series: it filters nothing (−5 is a real number to it); the VA score
+    ``abaw_va_score`` is the one that drops Aff-Wild2's unannotated −5 rows."""
     t, p = _pair(y_true, y_pred)
     mt, mp = t.mean(), p.mean()
     cov = ((t - mt) * (p - mp)).mean()
@@ -57,7 +98,7 @@ def ccc(y_true, y_pred) -> float:
 
 
 def pearson(y_true, y_pred) -> float:
-    """Pearson's ρ; 0.0 (with a warning) when either series is constant."""
+    """Pearson's ρ; 0.0 (with a warning) when either series is constant. Filters nothing."""
     t, p = _pair(y_true, y_pred)
     st, sp = t.std(), p.std()
     if st == 0.0 or sp == 0.0:
@@ -74,19 +115,45 @@ def _labels_of(y_pred) -> np.ndarray:
     return a.reshape(-1)
 
 
+def _integers(a: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(a == np.round(a)):
+        raise ValueError(f"{name} must hold integer class labels, got e.g. {a[a != np.round(a)][0]}")
+    return a.astype(np.int64)
+
+
 def _class_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    t = _vector(y_true, "y_true").astype(np.int64)
-    p = _vector(_labels_of(y_pred), "y_pred").astype(np.int64)
+    """Integer labels with the unannotated truth rows (−1) removed; other negative truths are refused."""
+    t = _integers(_vector(y_true, "y_true"), "y_true")
+    scores = np.asarray(y_pred)
+    if scores.ndim == 2:
+        if scores.shape[0] != t.size:
+            raise ValueError(f"y_true has {t.size} labels but y_pred has {scores.shape[0]} rows")
+        _matrix(scores, "y_pred")  # empty / NaN scores: argmax would hide them
+    p = _integers(_vector(_labels_of(y_pred), "y_pred"), "y_pred")
     if t.shape != p.shape:
         raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
-    return t, p
+    if (t < INVALID_EXPR).any():
+        raise ValueError(f"y_true holds negative labels other than the unannotated sentinel {INVALID_EXPR}: "
+                         f"{sorted(set(t[t < INVALID_EXPR].tolist()))}")
+    keep = t != INVALID_EXPR
+    if not keep.any():
+        raise ValueError(f"y_true has no annotated row (every label is {INVALID_EXPR})")
+    return t[keep], p[keep]
 
 
 def f1_macro(y_true, y_pred, labels: Sequence[int] | None = None) -> float:
     """Unweighted mean of the per-class F1 over ``labels`` (default: every class seen in truth or
-    prediction). ``y_pred`` may be labels or per-class scores (argmax taken)."""
+    prediction). ``y_pred`` may be labels or per-class scores (argmax taken).
+
+    Rows whose truth is −1 (unannotated) are dropped before scoring. With ``labels``, a class absent from
+    both truth and prediction scores 0 and still counts in the mean — scikit-learn's
+    ``f1_score(..., labels=labels, average="macro", zero_division=0)``; without ``labels`` it is left out of
+    the mean, like scikit-learn without ``labels=``. The ABAW scores always pass all the edition's classes.
+    """
     t, p = _class_pair(y_true, y_pred)
-    classes = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(labels)
+    classes = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(list(labels))
+    if classes.size == 0:
+        raise ValueError("labels is empty")
     scores = []
     for c in classes:
         tp = np.sum((t == c) & (p == c))
@@ -97,22 +164,46 @@ def f1_macro(y_true, y_pred, labels: Sequence[int] | None = None) -> float:
 
 
 def f1_binary(y_true, y_pred) -> float:
-    """F1 of the positive class of 0/1 labels (0 when there is no true or predicted positive)."""
+    """F1 of the positive class of 0/1 labels (0 when there is no true positive); −1 truths are dropped."""
     return f1_macro(y_true, y_pred, labels=[1])
 
 
 def accuracy(y_true, y_pred) -> float:
+    """Share of equal labels; rows whose truth is −1 (unannotated) are dropped before scoring."""
     t, p = _class_pair(y_true, y_pred)
     return float(np.mean(t == p))
 
 
+def _expr_classes(year: int) -> int:
+    return len(EXPRESSIONS_8) if year >= 2022 else len(EXPRESSIONS)
+
+
 def abaw_expr_score(y_true, y_pred, year: int = 2020) -> float:
-    """ABAW expression score: 2020 = 0.67·macro-F1 + 0.33·accuracy over the 7 classes;
-    2022+ = macro-F1 over the 8 classes (with Other)."""
+    """ABAW expression score over a whole evaluation set.
+
+    - 2020, 2021: 0.67·macro-F1 + 0.33·accuracy over the 7 classes of ``EXPRESSIONS``;
+    - 2022 and later: macro-F1 over the 8 classes of ``EXPRESSIONS_8`` (the 7 + Other = 7).
+
+    F1 is averaged over *all* the edition's classes, as the organisers define it (ΣF1/7, ΣF1/8): a class
+    absent from a short validation set — from truth and prediction alike — counts as F1 = 0 rather than
+    being left out of the mean (scikit-learn's ``labels=range(C)``). ``y_pred`` is labels [N] or scores
+    [N, C] with C the edition's class count (argmax taken). Rows whose truth is −1 (unannotated) are
+    dropped first; labels outside the edition's classes are a ``ValueError``.
+    """
+    year = abaw_edition(year)
+    n = _expr_classes(year)
+    scores = np.asarray(y_pred)
+    if scores.ndim == 2 and scores.shape[1] != n:
+        raise ValueError(f"year={year}: y_pred scores must have {n} columns (one per class), got {scores.shape[1]}")
+    t, p = _class_pair(y_true, y_pred)
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if ((a < 0) | (a >= n)).any():
+            raise ValueError(f"year={year}: {name} holds labels outside the edition's {n} classes 0..{n - 1}: "
+                             f"{sorted(set(a[(a < 0) | (a >= n)].tolist()))}")
+    f1 = f1_macro(t, p, labels=range(n))
     if year >= 2022:
-        return f1_macro(y_true, y_pred, labels=range(len(EXPRESSIONS) + 1))
-    labels = range(len(EXPRESSIONS))
-    return 0.67 * f1_macro(y_true, y_pred, labels=labels) + 0.33 * accuracy(y_true, y_pred)
+        return f1
+    return 0.67 * f1 + 0.33 * accuracy(t, p)
 
 
 def _matrix(x, name: str, cols: int | None = None) -> np.ndarray:
@@ -123,31 +214,103 @@ def _matrix(x, name: str, cols: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} must be a non-empty [N, K] array, got shape {a.shape}")
     if cols is not None and a.shape[1] != cols:
         raise ValueError(f"{name} must have {cols} columns, got {a.shape[1]}")
+    if np.isnan(a).any():
+        raise ValueError(f"{name} contains NaN")
     return a
 
 
 def abaw_va_score(y_true, y_pred) -> float:
-    """Mean of CCC(valence) and CCC(arousal); columns are (valence, arousal)."""
+    """Mean of CCC(valence) and CCC(arousal); columns are (valence, arousal). The same in every edition.
+
+    Rows whose truth holds −5 (unannotated) in either column are dropped before scoring; a set with no
+    annotated row is a ``ValueError``."""
     t, p = _matrix(y_true, "y_true", 2), _matrix(y_pred, "y_pred", 2)
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"y_true has {t.shape[0]} rows but y_pred has {p.shape[0]}")
+    keep = ~(t == INVALID_VA).any(axis=1)
+    if not keep.any():
+        raise ValueError(f"y_true has no annotated row (every row holds {INVALID_VA})")
+    t, p = t[keep], p[keep]
     return (ccc(t[:, 0], p[:, 0]) + ccc(t[:, 1], p[:, 1])) / 2
 
 
-def au_score(y_true, y_pred, year: int = 2020, threshold: float = 0.5) -> float:
-    """AU detection score over [N, K] 0/1 labels (``y_pred`` probabilities are thresholded):
-    2020 = 0.5·mean per-AU F1 + 0.5·accuracy over all N·K decisions; 2021+ = mean per-AU F1."""
+def _au_pair(y_true, y_pred, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """0/1 truth and decisions [N, K] and the mask of annotated entries (truth ≠ −1)."""
     t = _matrix(y_true, "y_true")
     p = _matrix(y_pred, "y_pred", t.shape[1])
-    p = (p >= threshold).astype(np.int64) if not np.isin(p, (0, 1)).all() else p.astype(np.int64)
-    mean_f1 = float(np.mean([f1_binary(t[:, k], p[:, k]) for k in range(t.shape[1])]))
-    if year >= 2021:
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"y_true has {t.shape[0]} rows but y_pred has {p.shape[0]}")
+    if not np.isin(t, (0, 1, INVALID_AU)).all():
+        raise ValueError(f"AU y_true must hold 0, 1 or {INVALID_AU} (unannotated)")
+    if not np.isin(p, (0, 1)).all():
+        if (p < 0).any() or (p > 1).any():
+            raise ValueError("AU y_pred must be 0/1 decisions or probabilities in [0, 1] (apply a sigmoid to logits)")
+        p = p >= threshold
+    annotated = t != INVALID_AU
+    empty = np.flatnonzero(~annotated.any(axis=0))
+    if empty.size:
+        raise ValueError(f"AU column(s) {empty.tolist()} have no annotated row (all {INVALID_AU}); "
+                         "pass only the AUs that are annotated")
+    return t.astype(np.int64), p.astype(np.int64), annotated
+
+
+def _au_f1s(t: np.ndarray, p: np.ndarray, annotated: np.ndarray) -> list[float]:
+    return [f1_binary(t[annotated[:, k], k], p[annotated[:, k], k]) for k in range(t.shape[1])]
+
+
+def au_mean_f1(y_true, y_pred, threshold: float = 0.5) -> float:
+    """Mean over the AUs (columns) of the binary F1 of each AU — the AU score from 2022 on.
+
+    ``y_true`` is [N, K] with 0, 1 or −1 (unannotated: that entry is dropped from its AU's F1); ``y_pred``
+    is 0/1 decisions or probabilities in [0, 1], thresholded at ``threshold`` (``>=``). An AU with no true
+    and no predicted positive scores 0 and counts in the mean; an AU column with no annotated entry is a
+    ``ValueError``."""
+    t, p, annotated = _au_pair(y_true, y_pred, threshold)
+    return float(np.mean(_au_f1s(t, p, annotated)))
+
+
+def au_score(y_true, y_pred, year: int = 2020, threshold: float = 0.5) -> float:
+    """ABAW AU detection score over [N, K] labels (``y_pred`` probabilities are thresholded at ``threshold``):
+
+    - 2020, 2021: 0.5·(mean per-AU F1) + 0.5·(total accuracy), the accuracy being the share of equal
+      entries over the whole N×K matrix (8 AUs in 2020, 12 in 2021);
+    - 2022 and later: mean per-AU F1 (12 AUs), see ``au_mean_f1``.
+
+    Entries whose truth is −1 (unannotated) are dropped from both the F1 of their AU and the accuracy.
+    The columns are scored as given: pass the edition's AUs (``AUS_ABAW2020`` / ``AUS_ABAW``)."""
+    year = abaw_edition(year)
+    t, p, annotated = _au_pair(y_true, y_pred, threshold)
+    mean_f1 = float(np.mean(_au_f1s(t, p, annotated)))
+    if year >= 2022:
         return mean_f1
-    return 0.5 * mean_f1 + 0.5 * float(np.mean(t.astype(np.int64) == p))
+    total_accuracy = float(np.mean(t[annotated] == p[annotated]))
+    return 0.5 * mean_f1 + 0.5 * total_accuracy
+
+
+def abaw_mtl_score(va_true, va_pred, expr_true, expr_pred, au_true, au_pred, year: int = 2022,
+                   threshold: float = 0.5) -> float:
+    """Multi-task score of the 3rd ABAW (2022) and later MTL challenges:
+    mean CCC of valence/arousal + macro-F1 over the 8 expressions + mean F1 over the 12 AUs (range 0..3).
+
+    The three terms are ``abaw_va_score``, ``abaw_expr_score(year=2022)`` and ``au_score(year=2022)``, each
+    over the frames annotated for its task (unannotated −5 / −1 / −1 rows dropped per task, as in
+    s-Aff-Wild2, where a frame may be labelled for some tasks only). Before 2022 there was no single MTL
+    score: a ``ValueError``."""
+    year = abaw_edition(year)
+    if year < 2022:
+        raise ValueError(f"year={year}: the multi-task score is defined from the 3rd ABAW (2022) on")
+    return (abaw_va_score(va_true, va_pred) + abaw_expr_score(expr_true, expr_pred, year=year)
+            + au_score(au_true, au_pred, year=year, threshold=threshold))
 
 
 def reaction_pearson(y_true, y_pred) -> float:
-    """Hume-Reaction score: mean Pearson ρ over the 7 reaction intensities (columns)."""
+    """Hume-Reaction score (5th ABAW, 2023): mean Pearson ρ over the 7 reaction intensities (columns, in
+    ``REACTIONS`` order). The dataset has no unannotated sentinel, so nothing is filtered; a constant
+    column scores 0 (with a warning, see ``pearson``)."""
     t = _matrix(y_true, "y_true", len(REACTIONS))
     p = _matrix(y_pred, "y_pred", len(REACTIONS))
+    if t.shape[0] != p.shape[0]:
+        raise ValueError(f"y_true has {t.shape[0]} rows but y_pred has {p.shape[0]}")
     return float(np.mean([pearson(t[:, k], p[:, k]) for k in range(t.shape[1])]))
 
 
@@ -235,8 +398,8 @@ def va_score(head: str = "va") -> HeadMetric:
 
 
 def au_f1(head: str = "au") -> HeadMetric:
-    return HeadMetric(lambda t, p: au_score(t, p, year=2021), head, "au_f1", invalid=INVALID_AU,
-                      transform=_sigmoid)
+    """Mean per-AU F1 over the columns the head predicts (whatever AU set it has: REC predicts 17)."""
+    return HeadMetric(au_mean_f1, head, "au_f1", invalid=INVALID_AU, transform=_sigmoid)
 
 
 def reaction_pearson_metric(head: str = "intensity") -> HeadMetric:
