@@ -9,7 +9,9 @@
 - ``load_vggface2(model, path)``: VGGFace2 ResNet-50 / SENet-50 weights are distributed as Python pickles of
   numpy arrays. A pickle can run arbitrary code when loaded, so this reads them with an unpickler that admits
   only numpy arrays, dicts, lists and plain numbers, maps the file's names (PyTorch-style ``conv1.weight``
-  or Caffe-style ``conv2_1_1x1_reduce/bn``) onto the backbone, and reports missing / unexpected keys.
+  or Caffe-style ``conv2_1_1x1_reduce/bn``) onto the backbone, and reports matched / missing / unexpected
+  counts: a file that matches under half of the model's tensors, or any with another shape, is refused
+  (``WeightMismatchError``); a partial match loads with a warning.
 """
 from __future__ import annotations
 
@@ -214,6 +216,18 @@ def _torch_name(name: str) -> str:
     return f"{layer}.{param}"
 
 
+# A file that fills less than this share of the model's tensors is not the model's weight file (wrong
+# architecture, wrong naming scheme, or not VGGFace2 weights at all): loading it would leave most of the
+# network random while looking "pre-trained".
+MIN_MATCHED_SHARE = 0.5
+# The VGGFace2 files carry their 8631-identity classifier; the backbone has none, so these are expected.
+_CLASSIFIER = re.compile(r"^(fc|classifier)([./]|$)")
+
+
+class WeightMismatchError(ValueError):
+    """The weight file does not fit the model (too few tensors matched, or a matched tensor has another shape)."""
+
+
 @dataclass
 class LoadReport:
     """What ``load_vggface2`` did: keys loaded, model keys left at their initial values, file keys unused."""
@@ -222,23 +236,39 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    model_tensors: int = 0
+
+    @property
+    def matched_share(self) -> float:
+        return len(self.loaded) / self.model_tensors if self.model_tensors else 0.0
 
     def __str__(self):
-        return (f"{Path(self.path).name}: loaded {len(self.loaded)} tensors; {len(self.missing)} missing, "
-                f"{len(self.unexpected)} unexpected, {len(self.mismatched)} with a different shape"
+        return (f"{Path(self.path).name}: matched {len(self.loaded)} of the model's {self.model_tensors} tensors "
+                f"({self.matched_share:.0%}); {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                f"{len(self.mismatched)} with a different shape"
                 + (f" (e.g. {self.mismatched[0]})" if self.mismatched else ""))
 
 
 def load_vggface2(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
     """Load VGGFace2 weights from a pickle of numpy arrays into a ResNet backbone, safely.
 
-    Names are mapped onto the torchvision / timm names; tensors whose shape differs (e.g. the 8631-identity
-    classifier) are skipped and listed. ``strict=True`` raises when anything is missing or mismatched.
+    The file is never unpickled freely (``read_weight_pickle``: numpy arrays, dicts and numbers only). Names
+    are mapped onto the torchvision / timm names and the result is checked before anything is copied:
+
+    - any matched name whose shape differs from the model's (a different architecture), or fewer than
+      ``MIN_MATCHED_SHARE`` (half) of the model's tensors matched (the wrong file or naming scheme), is a
+      ``WeightMismatchError`` naming the file with the matched / missing / unexpected counts; the model is
+      left untouched;
+    - a partial match (some model tensors missing, or file tensors other than the identity classifier
+      unused) loads what matched and warns with the counts;
+    - ``strict=True`` raises on anything missing or mismatched.
     """
+    import warnings
+
     arrays = read_weight_pickle(path)
     net = getattr(model, "net", model)
     own = net.state_dict()
-    report = LoadReport(str(path))
+    report = LoadReport(str(path), model_tensors=sum(not k.endswith("num_batches_tracked") for k in own))
     new_state = {}
     for name, arr in arrays.items():
         key = _torch_name(name)
@@ -256,6 +286,19 @@ def load_vggface2(model: nn.Module, path: str | os.PathLike, strict: bool = Fals
         report.loaded.append(key)
     report.missing = [k for k in own if k not in new_state and not k.endswith("num_batches_tracked")]
     if strict and (report.missing or report.mismatched):
-        raise ValueError(f"{path}: strict load failed — {report}")
+        raise WeightMismatchError(f"{path}: strict load failed — {report}")
+    if report.mismatched:
+        raise WeightMismatchError(f"{path}: not weights of this {type(net).__name__} — {report}; a tensor of "
+                                  "another shape means another architecture (e.g. ResNet-18 weights for a ResNet-50)")
+    if report.matched_share < MIN_MATCHED_SHARE:
+        example = f" (file names such as {', '.join(map(repr, report.unexpected[:3]))})" if report.unexpected else ""
+        raise WeightMismatchError(
+            f"{path}: not weights for this model — {report}; fewer than {MIN_MATCHED_SHARE:.0%} of its tensors "
+            f"matched{example}. Is it the right file, for this backbone?")
+    extra = [n for n in report.unexpected if not _CLASSIFIER.match(n)]
+    if report.missing or extra:
+        warnings.warn(f"{path}: partial load — {report}; the {len(report.missing)} missing tensor(s) keep their "
+                      f"random initial values" + (f" (e.g. {report.missing[0]})" if report.missing else "")
+                      + (f"; unused file tensors e.g. {extra[0]!r}" if extra else ""), stacklevel=2)
     net.load_state_dict(new_state, strict=False)
     return report
