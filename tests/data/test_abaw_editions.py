@@ -125,3 +125,24 @@ def test_multitask_outer_join_reports_each_task(tmp_path):
     assert d.values.tolist() == [["EXPR: invalid label (-1)", str(rel.file("EXPR", "v1")), 3],
                                  ["VA: invalid label (-5)", str(rel.file("VA", "v1")), 4]]
     assert isinstance(d, pd.DataFrame) and np.issubdtype(m["expr"].dtype, np.integer)
+
+
+def test_mtl_files_of_the_4th_and_7th_abaw_in_any_folder(tmp_path):
+    ann = tmp_path / "affwild2" / "annotations"
+    mtl_file(ann, "train", {"v1": 3}, header="names", name="training_set_annotations.txt", newline="\r\n")
+    mtl_file(ann, "val", {"v2": 2}, header="names", name="validation_set_annotations.txt")
+    (ann / "MTL.txt").write_text("image,valence,arousal,expression,aus\nv9/00001.jpg\n")   # a test-set list
+    frames(tmp_path / "affwild2" / "cropped_aligned" / "v1", [1, 2, 3])
+    frames(tmp_path / "affwild2" / "cropped_aligned" / "v2", [1, 2])
+    assert detect_layout(tmp_path) == ("mtl", ann)
+    va = read_abaw(tmp_path, "VA", "train")
+    assert va["frame"].tolist() == [1, 2, 3] and va.loc[1, "valence"] == pytest.approx(va_of(2)[0])
+    assert read_abaw(tmp_path, "AU", "val")[list(AUS_ABAW)].values.tolist()[1] == [au_of(2, j) for j in range(12)]
+
+
+def test_mtl_files_of_two_releases_are_refused(tmp_path):
+    mtl_file(tmp_path / "abaw3" / "MTL_Challenge", "train", {"v1": 2})
+    mtl_file(tmp_path / "abaw4", "train", {"v1": 2}, name="training_set_annotations.txt")
+    with pytest.raises(ValueError, match=r"more than one ABAW release: .*abaw3 \(train_set\.txt\); .*abaw4 "
+                                         r"\(training_set_annotations\.txt\)"):
+        read_abaw_multitask(tmp_path, "train")

@@ -13,9 +13,10 @@ layout      task folders (per-video files ``<video>.txt``)
 ``2022``    3rd-5th ABAW (2022-2023): ``{EXPR_Classification_Challenge,VA_Estimation_Challenge,
             AU_Detection_Challenge}/{Train_Set,Validation_Set}`` (8 classes, ``Other`` = 7)
 ``2024``    6th ABAW and later: ``EXPR_Recognition_Challenge`` instead of ``EXPR_Classification_Challenge``
-``mtl``     only a multi-task file (``MTL_Challenge/{train_set,validation_set}.txt`` or
-            ``*training*/*validation*`` files), header ``image,valence,arousal,expression,`` then ``aus`` or
-            the AU names; or ``root`` pointed at the folder holding such files
+``mtl``     only multi-task files: ``MTL*/{train_set,validation_set}.txt`` (3rd ABAW), or anywhere
+            ``training_set_annotations.txt`` / ``validation_set_annotations.txt`` (4th, 7th ABAW); header
+            ``image,valence,arousal,expression,`` then ``aus`` or the AU names. Also when ``root`` is the
+            folder of such files (the way to read the MTL file of a release that has per-task folders)
 ==========  ===============================================================================================
 
 Images: ``<video>/<frame>.jpg`` under every folder named ``cropped*`` near the annotations
@@ -93,7 +94,7 @@ def _mtl_files(d: Path, need_header: bool = False) -> dict[str, Path]:
         if p.suffix.lower() not in (".txt", ".csv") or not p.is_file():
             continue
         name = p.name.lower()
-        split = "val" if "val" in name else "train" if "train" in name else None
+        split = "val" if re.search(r"(^|[^a-z])val", name) else "train" if re.search(r"(^|[^a-z])train", name) else None
         if split is None:
             continue
         if need_header:
@@ -116,6 +117,8 @@ def _scan(root: Path) -> tuple[dict[Path, dict[str, list[Path]]], list[Path]]:
     while queue and seen < _MAX_DIRS:
         d, depth = queue.popleft()
         seen += 1
+        if _mtl_files(d, need_header=True):     # multi-task files outside an MTL folder (4th, 7th ABAW)
+            mtl.append(d)
         for p in _subdirs(d):
             key = p.name.lower()
             if key in _TASK_DIRS:
@@ -164,14 +167,13 @@ def _locate(root: Path) -> tuple[str, Path, dict[str, Path]]:
     elif _is_mtl_dir(root) and _mtl_files(root):  # pointed at the folder of the multi-task files
         return "mtl", root, {}
     bases, mtl = _scan(root)
-    if not bases and not mtl and _mtl_files(root, need_header=True):
-        return "mtl", root, {}
-    places = sorted(set(bases) | {m.parent for m in mtl if m.parent not in bases})
+    place = {m: m.parent if _is_mtl_dir(m) else m for m in mtl}   # the folder a release's MTL files belong to
+    places = sorted(set(bases) | set(place.values()))
     if len(places) > 1:
         def what(b):
             if b in bases:
                 return f"{b} ({', '.join(sorted(p.name for ps in bases[b].values() for p in ps))})"
-            return f"{b} ({', '.join(m.name for m in mtl if m.parent == b)})"
+            return f"{b} ({', '.join(sorted(f.name for m in mtl if place[m] == b for f in _mtl_files(m).values()))})"
         raise ValueError(
             f"{root} holds the annotations of more than one ABAW release: " + "; ".join(what(b) for b in places)
             + ". Point data_root at the release to read (its annotation folder or a folder holding only it), "
@@ -180,6 +182,9 @@ def _locate(root: Path) -> tuple[str, Path, dict[str, Path]]:
         base = places[0]
         layout = _family_layout(base, bases[base])
         return layout, base, {t: ps[0] for t, ps in bases[base].items()}
+    if len(mtl) > 1:
+        raise ValueError(f"{places[0]} holds the multi-task files of more than one release: "
+                         f"{', '.join(map(str, mtl))}. Point data_root at one of these folders, or move the others.")
     if mtl:
         return "mtl", mtl[0], {}
     top = sorted(p.name for p in root.iterdir())[:12]
