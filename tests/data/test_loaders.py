@@ -89,12 +89,21 @@ def test_video_batches(tmp_path):
         video_dls(bad, tr, t=4, size=8, device="cpu")
 
 
-def test_corrupt_jpeg_is_named_when_building(tmp_path, frames):
+def test_corrupt_jpeg_is_dropped_and_named_when_building(tmp_path, frames):
     path = frames["path"].iloc[3]
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
+    msg = f"image {path} is a truncated JPEG (no end-of-image marker)"
+    with pytest.warns(UserWarning) as caught:
+        dls = frame_dls(frames, frames, size=16, device="cpu")
+    assert [str(w.message) for w in caught] == [
+        f"dropped 2 damaged image(s) (1 train, 1 valid) and their rows: {msg}; {msg} — all of them in dls.damaged"]
+    assert dls.damaged == {"train": [(path, msg)], "valid": [(path, msg)]}
+    _, yv = next(iter(dls.valid))
+    assert len(dls.valid.dataset) == len(frames) - 1
+    assert yv["expr"].tolist() == frames["expr"].drop(index=3).tolist()[:len(yv["expr"])]
     with pytest.raises(ValueError, match=r"00004\.jpg is a truncated JPEG"):
-        frame_dls(frames, frames, size=16, device="cpu")
+        load_image(path, 16)
     open(path, "wb").write(b"not an image at all")
     with pytest.raises(ValueError, match="could not be decoded"):
         load_image(path, 16)

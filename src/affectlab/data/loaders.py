@@ -2,9 +2,17 @@
 
 Images are decoded with OpenCV, resized once to ``size`` and, when they fit in memory (the quick world
 does), kept as one uint8 array: a batch is then a single gather, and augmentation (horizontal flip +
-colour jitter, as the papers) runs on the whole batch on the target device in ``after_batch``. Every image
-is decoded while the loaders are built, so a corrupt JPEG is an error naming the file there — never a crash
-inside a worker. Validation loaders are never shuffled nor augmented.
+colour jitter, as the papers) runs on the whole batch on the target device in ``after_batch``. Validation
+loaders are never shuffled nor augmented.
+
+Damaged images never train silently. A file that is missing, empty, truncated (a JPEG without its
+end-of-image marker: OpenCV would decode its first half and fill the rest with grey) or undecodable is found
+while the loaders are built — fully decoded when the images are kept in memory, checked from its header and
+tail otherwise — and dropped with its row; the loaders warn with the count and the files, and keep them in
+``dls.damaged`` ({"train": [(path, reason)], "valid": [...]}). A single image read later (``load_image``, a
+batch read from disk, e.g. inside a DataLoader worker) that turns out damaged is a ValueError naming the
+file. The decoded images are reused across loaders of one session only while every file's size and
+modification time are unchanged and the crop settings (size, boxes) are the same.
 """
 from __future__ import annotations
 
@@ -34,6 +42,43 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return (x * STD.to(x.device).view(shape) + MEAN.to(x.device).view(shape)).clamp(0, 1)
 
 
+_TAIL = 256   # bytes at a file's end searched for the JPEG end-of-image marker (some writers pad after it)
+
+
+def _damage(head: bytes, tail: bytes, nbytes: int) -> str | None:
+    """Why a file with this start / end / size cannot be a whole image (None when nothing is visibly wrong).
+
+    A JPEG cut short decodes in OpenCV to its first rows with the rest grey (or to None), with at most a
+    warning on stderr; its end-of-image marker FF D9 is then missing — and it cannot occur by chance in the
+    compressed data, where every FF byte is followed by 00 or a restart marker. A cut PNG misses its IEND
+    chunk."""
+    if nbytes == 0:
+        return "is empty (0 bytes)"
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "is a truncated JPEG (no end-of-image marker)"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "is a truncated PNG (no IEND chunk)"
+    return None
+
+
+def check_image_file(path: str) -> str | None:
+    """A cheap check of one image file without decoding it (its first and last bytes): None when it looks
+    whole, else the reason ("does not exist", "is a truncated JPEG ...")."""
+    import os
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = os.fstat(f.fileno()).st_size
+            f.seek(max(0, n - _TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    return _damage(head, tail, n)
+
+
 def read_rgb(path: str, size: int, box=None) -> np.ndarray:
     """Decode ``path`` to a uint8 RGB array of ``size`` x ``size``, cropping ``box`` (left, top, right,
     bottom) first. A missing, empty, truncated or undecodable file is a ValueError naming it."""
@@ -41,10 +86,9 @@ def read_rgb(path: str, size: int, box=None) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    if data.size == 0:
-        raise ValueError(f"image {path} is empty (0 bytes)")
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-256:].tobytes():
-        raise ValueError(f"image {path} is a truncated JPEG (no end-of-image marker)")
+    problem = _damage(data[:8].tobytes(), data[-_TAIL:].tobytes(), data.size)
+    if problem:
+        raise ValueError(f"image {path} {problem}")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"image {path} could not be decoded (corrupt or not an image)")
@@ -75,44 +119,125 @@ def _boxes(df: pd.DataFrame):
 
 class ImageStore:
     """Decoded uint8 images [N, H, W, 3] for a list of (path, box), in memory when they fit, else read
-    per batch (after an existence check of every file at build time)."""
+    per batch.
+
+    Every file is verified while the store is built: fully decoded when kept in memory, else checked from
+    its first and last bytes (``check_image_file``). Damaged ones are listed in ``damaged`` ({index: "image
+    <path> is ..."}; zeros in the array), for the caller to drop; ``get`` raises a ValueError naming the file
+    if asked for one, or if a file read per batch turns out damaged then."""
 
     def __init__(self, paths: list[str], boxes: list, size: int, cache: bool | None = None):
         self.paths, self.boxes, self.size = list(map(str, paths)), boxes, size
         nbytes = len(self.paths) * size * size * 3
         self.cached = nbytes <= CACHE_LIMIT_BYTES if cache is None else cache
         self.array = None
+        self.damaged: dict[int, str] = {}
+
+        def decode(i):
+            try:
+                return read_rgb(self.paths[i], size, self.boxes[i])
+            except ValueError as e:
+                self.damaged[i] = str(e)
+                return None
+
         if self.cached:
-            self.array = np.empty((len(self.paths), size, size, 3), np.uint8)
+            self.array = np.zeros((len(self.paths), size, size, 3), np.uint8)
             with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL while decoding
-                for i, img in enumerate(pool.map(lambda pb: read_rgb(pb[0], size, pb[1]), zip(self.paths, boxes))):
-                    self.array[i] = img
+                for i, img in enumerate(pool.map(decode, range(len(self.paths)))):
+                    if img is not None:
+                        self.array[i] = img
         else:
-            import os
-            missing = [p for p in self.paths if not os.path.exists(p)]
-            if missing:
-                raise FileNotFoundError(f"{len(missing)} image(s) missing, e.g. {missing[0]}")
+            for i, p in enumerate(self.paths):
+                problem = check_image_file(p)
+                if problem:
+                    self.damaged[i] = f"image {p} {problem}"
+        self.damaged = dict(sorted(self.damaged.items()))
 
     def __len__(self):
         return len(self.paths)
 
+    def kept(self) -> np.ndarray:
+        """The indices of the images that are not damaged."""
+        return np.array([i for i in range(len(self.paths)) if i not in self.damaged], np.int64)
+
     def get(self, idx: np.ndarray) -> np.ndarray:
         """Images at integer indices of any shape -> uint8 array of shape idx.shape + (H, W, 3)."""
+        flat = np.asarray(idx).reshape(-1)
+        if self.damaged:
+            hit = np.isin(flat, list(self.damaged))
+            if hit.any():
+                bad = int(flat[hit.argmax()])
+                raise ValueError(f"{self.damaged[bad]} (it was found damaged when the images were loaded)")
         if self.array is not None:
             return self.array[idx]
-        flat = idx.reshape(-1)
         out = np.stack([read_rgb(self.paths[i], self.size, self.boxes[i]) for i in flat])
-        return out.reshape(*idx.shape, self.size, self.size, 3)
+        return out.reshape(*np.shape(idx), self.size, self.size, 3)
 
 
-def image_store(paths, boxes, size, cache=None) -> ImageStore:
-    """An ``ImageStore``, reused when the same images at the same size were decoded before."""
-    key = hashlib.sha1(repr((list(map(str, paths)), boxes, size, cache)).encode()).hexdigest()
+def _stamp(path: str):
+    """What identifies a file's content without reading it: (size, modification time in ns, inode)."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def image_store(paths, boxes, size, cache=None, damaged: str = "raise") -> ImageStore:
+    """An ``ImageStore``, reused when the same files — same path, size and modification time (a file
+    replaced under the same name is decoded again) — were decoded before with the same ``size``, boxes and
+    ``cache`` setting. ``damaged="raise"``: a damaged file is a ValueError naming it (and the count of
+    others); ``"keep"``: the store lists them in ``store.damaged`` for the caller to drop."""
+    if damaged not in ("raise", "keep"):
+        raise ValueError(f"damaged must be 'raise' or 'keep', not {damaged!r}")
+    paths = list(map(str, paths))
+    stamps = [_stamp(p) for p in paths]
+    key = hashlib.sha1(repr((paths, stamps, list(boxes), size, cache)).encode()).hexdigest()
     if key not in _STORES:
         while len(_STORES) >= 4:
             _STORES.pop(next(iter(_STORES)))
         _STORES[key] = ImageStore(paths, boxes, size, cache)
-    return _STORES[key]
+    store = _STORES[key]
+    if damaged == "raise" and store.damaged:
+        first = next(iter(store.damaged.values()))
+        more = len(store.damaged) - 1
+        raise ValueError(first + (f" (and {more} other damaged image(s) of {len(paths)})" if more else ""))
+    return store
+
+
+class _Damaged:
+    """Collects the damaged images each split of a loader dropped; ``report`` warns once with the counts.
+    ``mode="raise"``: a damaged image is an error naming it instead (for callers that pair the loader's rows
+    with their DataFrame's, e.g. per-row feature extraction, which a dropped row would shift)."""
+
+    def __init__(self, mode: str = "drop"):
+        if mode not in ("drop", "raise"):
+            raise ValueError(f"damaged must be 'drop' or 'raise', not {mode!r}")
+        self.mode = mode
+        self.by_split: dict[str, list[tuple[str, str]]] = {}
+
+    def keep(self, store: ImageStore, name: str) -> np.ndarray:
+        """Indices of ``store``'s usable images; the damaged ones recorded under ``name``. All damaged: error."""
+        if self.mode == "raise" and store.damaged:
+            more = len(store.damaged) - 1
+            raise ValueError(next(iter(store.damaged.values()))
+                             + (f" (and {more} other damaged {name} image(s) of {len(store)})" if more else ""))
+        self.by_split[name] = [(store.paths[i], msg) for i, msg in store.damaged.items()]
+        kept = store.kept()
+        if len(store) and not len(kept):
+            raise ValueError(f"all {len(store)} {name} image(s) are damaged, e.g. {next(iter(store.damaged.values()))}")
+        return kept
+
+    def report(self, dls) -> None:
+        dls.damaged = self.by_split
+        n = sum(map(len, self.by_split.values()))
+        if n:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in self.by_split.items() if v)
+            examples = "; ".join([msg for v in self.by_split.values() for _, msg in v][:3])
+            warnings.warn(f"dropped {n} damaged image(s) ({counts}) and their rows: {examples}"
+                          + (" ..." if n > 3 else "") + " — all of them in dls.damaged", stacklevel=3)
 
 
 def _labels(df: pd.DataFrame, targets, aus) -> dict[str, torch.Tensor]:
@@ -253,18 +378,23 @@ def _sampler(sampler, labels: dict, seed):
 
 
 def frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=112, bs=64, augment=True, sampler=None,
-              device=None, num_workers=0, seed=0, aus=None, cache=None) -> DataLoaders:
+              device=None, num_workers=0, seed=0, aus=None, cache=None, damaged="drop") -> DataLoaders:
     """Frame batches ``(x [B,3,size,size], y)``, ``y`` holding only ``targets`` (with the sentinels for
     missing labels). ``sampler="balanced"`` draws training frames by inverse expression frequency."""
     aus = _au_names(train_df, aus)
+    damaged = _Damaged(damaged)
 
-    def source(df):
-        store = image_store(df["path"].tolist(), _boxes(df), size, cache)
-        return BatchSource(len(df), lambda idx: (torch.from_numpy(store.get(idx)),), _labels(df, targets, aus))
+    def source(df, name):
+        store = image_store(df["path"].tolist(), _boxes(df), size, cache, damaged="keep")
+        kept = damaged.keep(store, name)
+        return BatchSource(len(kept), lambda idx: (torch.from_numpy(store.get(kept[idx])),),
+                           _labels(df.iloc[kept], targets, aus))
 
-    train_src = source(train_df)
-    return _dls(train_src, source(valid_df), bs, augment, _sampler(sampler, train_src.labels, seed), device,
-                num_workers, seed)
+    train_src = source(train_df, "train")
+    dls = _dls(train_src, source(valid_df, "valid"), bs, augment, _sampler(sampler, train_src.labels, seed), device,
+               num_workers, seed)
+    damaged.report(dls)
+    return dls
 
 
 def clip_indices(df: pd.DataFrame, s: int) -> np.ndarray:
@@ -296,14 +426,23 @@ def _feature_arrays(features, train_df, valid_df):
 
 
 def clip_dls(train_df, valid_df, s=10, stride=1, targets=("expr", "va"), size=112, bs=64, features=None,
-             augment=True, sampler=None, device=None, num_workers=0, seed=0, aus=None, cache=None) -> DataLoaders:
+             augment=True, sampler=None, device=None, num_workers=0, seed=0, aus=None, cache=None,
+             damaged="drop") -> DataLoaders:
     """Causal clips ending at each labelled frame (every ``stride``-th row of a video): ``x`` is
     ``[B, s, 3, size, size]``, or ``[B, s, D]`` when ``features`` (per-row cached features, see
-    ``_feature_arrays``) are given; ``y`` is the labels of the clip's last frame."""
+    ``_feature_arrays``) are given; ``y`` is the labels of the clip's last frame. Rows whose image is damaged
+    are dropped (``dls.damaged``, with a warning; ``damaged="raise"``: an error naming the file)."""
     aus = _au_names(train_df, aus)
     feats = _feature_arrays(features, train_df, valid_df) if features is not None else (None, None)
+    damaged = _Damaged(damaged)
 
-    def source(df, feat):
+    def source(df, feat, name):
+        store = None
+        if feat is None:
+            # Rows with a damaged image leave the video: a clip then reaches back past them to earlier frames.
+            store = image_store(df["path"].tolist(), _boxes(df), size, cache, damaged="keep")
+            kept = damaged.keep(store, name)
+            df = df.iloc[kept].reset_index(drop=True)
         clips = clip_indices(df, s)
         rows = np.arange(len(df))
         if stride > 1:
@@ -315,50 +454,63 @@ def clip_dls(train_df, valid_df, s=10, stride=1, targets=("expr", "va"), size=11
             tensor = torch.from_numpy(feat)
             get = lambda idx: (tensor[clips[idx]],)  # noqa: E731
         else:
-            store = image_store(df["path"].tolist(), _boxes(df), size, cache)
-            get = lambda idx: (torch.from_numpy(store.get(clips[idx])),)  # noqa: E731
+            store_rows = kept[clips]
+            get = lambda idx: (torch.from_numpy(store.get(store_rows[idx])),)  # noqa: E731
         return BatchSource(len(rows), get, labels)
 
-    train_src = source(train_df, feats[0])
+    train_src = source(train_df, feats[0], "train")
     smp = _sampler(sampler, train_src.labels, seed)
-    return _dls(train_src, source(valid_df, feats[1]), bs, augment and features is None, smp, device, num_workers, seed)
+    dls = _dls(train_src, source(valid_df, feats[1], "valid"), bs, augment and features is None, smp, device,
+               num_workers, seed)
+    damaged.report(dls)
+    return dls
 
 
 def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=None, augment=True, device=None,
-              num_workers=0, seed=0, cache=None) -> DataLoaders:
+              num_workers=0, seed=0, cache=None, damaged="drop") -> DataLoaders:
     """Whole videos padded to ``t`` frames: batches ``(x [B,t,3,size,size] | [B,t,D], lengths [B], y)`` with
     ``y = {"intensity": [B, 7]}`` (``n_inp`` = 2). Longer videos are truncated to ``t`` (with a warning);
-    videos with no usable frame are skipped (counted in ``dls.skipped``); a missing reaction value is an
-    error naming the video. ``features``: {video: array [length, D]} of per-frame cached features."""
+    videos with no usable frame are skipped (counted in ``dls.skipped``); damaged frames are dropped from
+    their video (``dls.damaged``, with a warning; ``damaged="raise"``: an error naming the file); a missing reaction value is an error naming the video.
+    ``features``: {video: array [length, D]} of per-frame cached features."""
     skipped = {}
+    damaged = _Damaged(damaged)
 
     def source(df, name):
         missing = df[list(REACTIONS)].isna().any(axis=1)
         if missing.any():
             raise ValueError(f"{name} video {df['video'][missing].iloc[0]!r} has a missing reaction value")
-        lengths = df["length"].to_numpy()
-        usable = lengths > 0
-        skipped[name] = int((~usable).sum())
-        df = df[usable].reset_index(drop=True)
+        empty = df["length"].to_numpy() <= 0
+        df = df[~empty].reset_index(drop=True)
         too_long = int((df["length"] > t).sum())
         if too_long:
             warnings.warn(f"{too_long} {name} video(s) longer than t={t} frames are truncated to t", stacklevel=3)
-        lens = torch.as_tensor(np.minimum(df["length"].to_numpy(), t), dtype=torch.long)
-        index = np.full((len(df), t), -1, np.int64)
+        counts = np.minimum(df["length"].to_numpy(), t)
+        starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+        per_video = [np.arange(a, a + n) for a, n in zip(starts, counts)]
         if features is None:
-            paths = [p for frames in df["frames"] for p in frames[:t]]
-            store = image_store(paths, [None] * len(paths), size, cache)
+            paths = [p for frames, n in zip(df["frames"], counts) for p in frames[:n]]
+            store = image_store(paths, [None] * len(paths), size, cache, damaged="keep")
+            damaged.keep(store, name)
+            if store.damaged:       # damaged frames leave their video, which gets shorter
+                per_video = [v[~np.isin(v, list(store.damaged))] for v in per_video]
         else:
-            rows = [np.asarray(features[v], np.float32)[:t] for v in df["video"]]
+            damaged.by_split[name] = []
+            rows = [np.asarray(features[v], np.float32)[:n] for v, n in zip(df["video"], counts)]
             store = np.concatenate(rows)
-        k = 0
-        for i, n in enumerate(lens.tolist()):
-            index[i, :n] = np.arange(k, k + n)
-            k += n
+        usable = np.array([len(v) > 0 for v in per_video], bool)
+        skipped[name] = int(empty.sum() + (~usable).sum())
+        df = df[usable].reset_index(drop=True)
+        per_video = [v for v, u in zip(per_video, usable) if u]
+        lens = torch.as_tensor([len(v) for v in per_video], dtype=torch.long)
+        index = np.full((len(df), t), -1, np.int64)
+        for i, v in enumerate(per_video):
+            index[i, :len(v)] = v
+        pad = int(per_video[0][0]) if per_video else 0     # any usable frame; zeroed below
 
         def get(idx):
             ix = index[idx]
-            flat = np.maximum(ix, 0)
+            flat = np.where(ix < 0, pad, ix)
             x = store.get(flat) if features is None else store[flat]
             x[ix < 0] = 0
             return torch.from_numpy(x), lens[idx]
@@ -368,4 +520,5 @@ def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=N
     dls = _dls(source(train_videos_df, "train"), source(valid_videos_df, "valid"), bs, augment and features is None,
                None, device, num_workers, seed)
     dls.skipped = skipped
+    damaged.report(dls)
     return dls
