@@ -67,6 +67,22 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def files_key(paths: Iterable[str | os.PathLike]) -> str:
+    """A short hash of what identifies the files' contents without reading them — each path with its size
+    and modification time in ns (a missing file hashes as missing) — for cache keys of anything computed
+    from those files (per-frame features, maps): a file replaced under the same name changes the key, where
+    a key of the paths alone would serve the old results. Put the seed and the settings in the key too."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{os.fspath(p)}\0{stamp}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write atomically (a killed run never leaves a half-written cache that later loads as garbage)."""
     path.parent.mkdir(parents=True, exist_ok=True)
