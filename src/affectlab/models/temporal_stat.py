@@ -219,12 +219,14 @@ def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int 
     """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
     and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
     from affectlab.data.loaders import frame_dls
-    from affectlab.train import cache_key, cached, extract_features
+    from affectlab.train import cache_key, cached, extract_features, files_key
 
-    key = cache_key(weights_digest(face_model), size, data_key, df["path"].tolist())
+    # files_key: a frame replaced under the same name (new size or mtime) invalidates the features
+    key = cache_key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
 
     def compute():
-        dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu").valid
+        # damaged="raise": a dropped frame would shift every later feature row against df
+        dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
         return {"features": extract_features(face_model, (b[0] for b in dl), device)}
 
     return cached("temporal-frame-features", key, compute)["features"]
