@@ -53,10 +53,19 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 RGB ``[H, W, 3]``, with a clear error naming the file when it cannot be read."""
+    """An image file as uint8 RGB ``[H, W, 3]``, with a clear error naming the file when it cannot be read.
+
+    A JPEG cut short (no end-of-image marker FF D9; padding after it is allowed), a PNG without its IEND
+    chunk or an empty file is a ValueError too: ``cv2.imread`` would decode the first into a partly grey
+    image without a word. The check is the loaders' ``check_image_file`` (the file's first and last bytes)."""
+    from affectlab.data.loaders import check_image_file
+
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image {str(p)!r} does not exist")
+    problem = check_image_file(str(p))
+    if problem is not None:
+        raise ValueError(f"image {str(p)!r} {problem}")
     bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"image {str(p)!r} could not be decoded (not an image, or a format OpenCV cannot read)")

@@ -81,6 +81,35 @@ def test_bad_files_are_clear_errors(tmp_path):
         faces.crop_faces(np.zeros((4, 4, 4, 4)))
 
 
+def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path, hopper_path, hopper):
+    data = open(hopper_path, "rb").read()
+    half = tmp_path / "half.jpg"
+    half.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(half)) is not None  # what OpenCV alone does: a partly grey image, no error
+    with pytest.raises(ValueError) as e:
+        faces.read_image(half)
+    assert str(e.value) == f"image {str(half)!r} is a truncated JPEG (no end-of-image marker)"
+    # Zero padding after the end-of-image marker is a whole JPEG: same pixels as the original.
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data + bytes(100))
+    assert np.array_equal(faces.read_image(padded), hopper)
+
+
+def test_truncated_png_and_empty_file_are_errors(tmp_path, hopper):
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(hopper, cv2.COLOR_RGB2BGR))
+    whole, cut, empty = tmp_path / "whole.png", tmp_path / "cut.png", tmp_path / "empty.jpg"
+    whole.write_bytes(buf.tobytes())
+    cut.write_bytes(buf.tobytes()[:-20])
+    empty.write_bytes(b"")
+    assert np.array_equal(faces.read_image(whole), hopper)
+    with pytest.raises(ValueError) as e:
+        faces.read_image(cut)
+    assert str(e.value) == f"image {str(cut)!r} is a truncated PNG (no IEND chunk)"
+    with pytest.raises(ValueError) as e:
+        faces.read_image(empty)
+    assert str(e.value) == f"image {str(empty)!r} is empty (0 bytes)"
+
+
 class _VAExpr(nn.Module):
     def __init__(self):
         super().__init__()
