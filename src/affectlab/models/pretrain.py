@@ -72,17 +72,77 @@ def static_corpus(root: str | os.PathLike, split: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# Label files the readers open (AffectNet's lists, RAF-DB's, ExpW's, Hume-Reaction's), found by name in the
+# folders the readers search; image folders are fingerprinted by their listing's stats, not file by file.
+_LABEL_FILES = frozenset({"training.csv", "validation.csv", "list_patition_label.txt", "label.lst", "data_info.csv"})
+_IMAGE_DIRS = frozenset({"manually_annotated_images", "images", "image", "origin", "aligned", "original"})
+
+
+def _tree_stats(d: Path, root: Path, h) -> None:
+    """An image folder and every folder below it: path, mtime and entry count (not each image's stat:
+    AffectNet has ~450k). Adding, removing or renaming an image (also replacing it by a rename, as most
+    tools do) changes its folder's mtime."""
+    stack = [d]
+    while stack:
+        cur = stack.pop()
+        try:
+            with os.scandir(cur) as it:
+                entries = list(it)
+            mtime = cur.stat().st_mtime_ns
+        except OSError as e:
+            h.update(f"dir {cur.relative_to(root)} unreadable {e.errno}\n".encode())
+            continue
+        h.update(f"dir {cur.relative_to(root)} {mtime} {len(entries)}\n".encode())
+        stack.extend(sorted((Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)), reverse=True))
+
+
+def _listing_stats(d: Path, root: Path, h) -> None:
+    """Every entry of a folder of per-face label files (AffectNet's ``*_set/annotations/*.npy``) with its
+    size and mtime: one stat per file, none read."""
+    with os.scandir(d) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    h.update(f"listing {d.relative_to(root)} {len(entries)}\n".encode())
+    for e in entries:
+        st = e.stat()
+        h.update(f"{e.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+
+
 def data_fingerprint(root: str | os.PathLike) -> str:
-    """The synthetic world's content hash, or (real data) a hash of the label files' names, sizes, mtimes."""
+    """What the cached face feature model depends on: the synthetic world's content hash (its manifest), or
+    for real data a hash over every label file the static readers read (AffectNet's ``training.csv`` /
+    ``validation.csv`` and its newer ``{train,val}_set/annotations/*.npy``, RAF-DB's
+    ``list_patition_label.txt``, ExpW's ``label.lst``, Hume-Reaction's ``data_info.csv``: path, size, mtime)
+    and the image folders' stats (each folder's path, mtime and entry count). Files elsewhere (notes,
+    scripts) do not change it. The folders searched are the readers' own (``static._dirs``, one level deeper
+    since ``static_corpus`` may start a reader in ``root/<dataset>``)."""
+    from affectlab.data.static import _SEARCH_DEPTH, _dirs
+
     root = Path(root)
     manifest = root / "manifest.json"
     if manifest.is_file():
-        return json.loads(manifest.read_text()).get("content_hash", "")
-    h = hashlib.sha256()
-    for pattern in ("**/training.csv", "**/validation.csv", "**/list_patition_label.txt", "**/label.lst"):
-        for p in sorted(root.glob(pattern)):
-            st = p.stat()
-            h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        try:
+            meta = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            meta = {}
+        # Only the generator's own manifest: a manifest.json shipped with real data must not stand for it.
+        if isinstance(meta, dict) and meta.get("generator_version") and meta.get("content_hash"):
+            return meta["content_hash"]
+    h = hashlib.sha256(b"affectlab data fingerprint 2\n")
+    for d in _dirs(root, _SEARCH_DEPTH + 1):
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            p = Path(e.path)
+            if e.is_file() and e.name in _LABEL_FILES:
+                st = e.stat()
+                h.update(f"file {p.relative_to(root)} {st.st_size} {st.st_mtime_ns}\n".encode())
+            elif e.is_dir() and e.name.lower() in _IMAGE_DIRS:
+                _tree_stats(p, root, h)
+            elif e.is_dir() and e.name == "annotations" and d.name.endswith("_set"):
+                _listing_stats(p, root, h)
     return h.hexdigest()
 
 
