@@ -19,14 +19,24 @@ a different preset, seed or knob set regenerates the directory (only if it holds
 generator — anything else is refused). Generation goes to a temporary sibling that is renamed at the end,
 so an interrupted run never leaves a half world behind, and holds a file lock, so processes that start
 together (tests, chapters, the CLI) generate once: the others wait and find the world made.
+
+Stopping a run: Ctrl-C (SIGINT) or SIGTERM stops the worker processes at once (they ignore SIGINT: the
+parent decides), deletes the temporary folder and only then ends the process (SIGTERM is re-delivered
+afterwards, so the process still dies of it). On Linux the workers also die with a parent killed outright
+(SIGKILL, out of memory); that run's temporary folder, which never holds a manifest, is deleted by the next.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -225,20 +235,61 @@ def _plan_hume(rng, preset, knobs, seed, root) -> list[dict]:
     return jobs
 
 
+def _worker_init(parent: int | None) -> None:
+    """Pool workers: SIGINT is ignored (Ctrl-C reaches the whole process group; the parent stops the pool),
+    SIGTERM ends them at once, and on Linux the kernel sends them SIGTERM when the process that started
+    them dies, however it died."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool`` now: queued jobs cancelled, running workers ended (SIGTERM, then SIGKILL after 5 s) and
+    reaped, so none writes into a folder the caller is about to delete."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 5
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
 def _run(fn, jobs, workers, bar, weight):
-    """Run jobs (in order of results, whatever the pool's timing) and advance the progress bar."""
+    """Run jobs (in order of results, whatever the pool's timing) and advance the progress bar. Any exception
+    here (a job's error, KeyboardInterrupt, SIGTERM via ``_sigterm_unwinds``) stops the pool's workers first."""
     if workers <= 1 or len(jobs) < 4:
         results = []
         for j in jobs:
             results.append(fn(j))
             bar.update(weight(j))
         return results
-    with ProcessPoolExecutor(workers) as pool:
+    ctx = multiprocessing.get_context()
+    parent = os.getpid() if ctx.get_start_method() in ("fork", "spawn") else None   # forkserver: not us
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(parent,))
+    try:
         futures = [pool.submit(fn, j) for j in jobs]
         results = []
         for j, f in zip(jobs, futures):
             results.append(f.result())
             bar.update(weight(j))
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 
@@ -295,9 +346,61 @@ def _exclusive(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived while generating: unwinds (stopping the pool, deleting the temporary folder) like
+    KeyboardInterrupt, then ``_sigterm_unwinds`` re-delivers the signal."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """While generating, SIGTERM raises ``_Terminated`` in the main thread so that every ``finally`` and
+    ``except BaseException`` runs; afterwards the signal is re-delivered under the previous handler (the
+    default one ends the process, as SIGTERM would have). Other threads, or SIGTERM ignored or handled
+    outside Python: nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        yield
+        return
+    owner = os.getpid()
+
+    def on_sigterm(signum, frame):
+        if os.getpid() != owner:   # a forked pool worker before its initializer ran: just end
+            os._exit(128 + signum)
+        raise _Terminated(signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
+        # Reached only when the previous handler returned (the process chose to go on): generation stopped.
+        raise KeyboardInterrupt("synthetic-world generation stopped by SIGTERM") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM wait (blocked) until the block ends: for the two renames that swap a world in."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _remove_stale_tmp(out: Path) -> None:
-    """Delete temporary folders left by generator runs whose process is gone (an interrupted run)."""
-    for tmp in out.parent.glob(f"{out.name}.tmp-*"):
+    """Delete temporary (and swapped-out old) folders left by generator runs whose process is gone (an
+    interrupted run): they never hold a manifest, so nothing takes them for a world."""
+    for tmp in [*out.parent.glob(f"{out.name}.tmp-*"), *out.parent.glob(f"{out.name}.old-*")]:
         pid = tmp.name.rsplit("-", 1)[-1]
         try:
             os.kill(int(pid), 0)
@@ -317,7 +420,7 @@ def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, pro
     old = _matches(out / "manifest.json", settings)
     if old and old["match"]:
         return out                                  # the common case: no lock, no work
-    with _exclusive(out):
+    with _sigterm_unwinds(), _exclusive(out):
         old = _matches(out / "manifest.json", settings)
         if old and old["match"]:
             return out                              # another process made it while we waited
@@ -335,11 +438,13 @@ def make_world(out: str | os.PathLike, preset: str = "quick", seed: int = 0, pro
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        # Swap in the new world with two renames, so readers never see a half-deleted folder for long.
+        # Swap in the new world with two renames, so readers never see a half-deleted folder for long (and a
+        # signal waits until both are done: never a missing world with the old and new ones set aside).
         old_dir = out.with_name(out.name + f".old-{os.getpid()}")
-        if out.exists():
-            out.rename(old_dir)
-        tmp.rename(out)
+        with _signals_held():
+            if out.exists():
+                out.rename(old_dir)
+            tmp.rename(out)
         shutil.rmtree(old_dir, ignore_errors=True)
     return out
 
@@ -402,7 +507,13 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     from affectlab.paths import synthetic_root
 
-    out = make_world(args.out or synthetic_root(args.preset), preset=args.preset, seed=args.seed, workers=args.workers)
+    try:
+        out = make_world(args.out or synthetic_root(args.preset), preset=args.preset, seed=args.seed,
+                         workers=args.workers)
+    except KeyboardInterrupt:
+        print("synthetic world: interrupted; nothing of this run was kept (the next run makes it anew)",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     print(json.loads((out / "manifest.json").read_text())["counts"])
 
 
