@@ -3,6 +3,10 @@
     python -m affectlab.course run --profile quick --out runs/quick [-p NAME VALUE ...] [--only 03 05]
     python -m affectlab.course report runs/quick
 
+An interrupted run resumes where it stopped when the same command is run again: every chapter's trainings
+are checkpointed under ``<out>/checkpoints/<chapter>/`` (``affectlab.checkpoint``); delete that folder to
+train from scratch.
+
 Chapters report through ``record_metrics`` into ``<out>/metrics/<notebook>.json`` — one schema, defined
 here and validated both when written and when read, so a report never silently mixes malformed rows.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import base64
+import contextlib
 import io
 import json
 import math
@@ -312,6 +317,30 @@ def _relative_paths(path: Path, nb_dir: Path, strip_injected: bool = False) -> N
     nbformat.write(nb, path)
 
 
+def chapter_checkpoint_env(out: Path, nb: Path, profile: str, params: dict) -> dict[str, str]:
+    """The environment a chapter's kernel gets so that its Learners checkpoint under
+    ``<out>/checkpoints/<chapter>/`` with the chapter's key (``affectlab.checkpoint.chapter_key``)."""
+    from affectlab.checkpoint import ENV, ENV_KEY, chapter_key
+
+    key = chapter_key(nb, profile, params)
+    return {ENV: str(Path(out) / "checkpoints" / nb.stem), ENV_KEY: json.dumps(key, sort_keys=True, default=str)}
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """Set environment variables for the block (the kernels papermill starts inherit them)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_course(out: str | Path, profile: str = "quick", params: dict | None = None,
                only: Sequence[str] | None = None, nb_dir: str | Path | None = None,
                inplace: bool = False, kernel: str = "python3", log=print) -> dict[str, str]:
@@ -341,8 +370,11 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...", end=" ", flush=True) if log is print else log(nb.stem)
         t0 = time.time()
         try:
-            pm.execute_notebook(str(nb), str(target), parameters=passed[nb.stem], cwd=str(nb_dir),
-                                kernel_name=kernel, progress_bar=False)
+            # Each chapter's trainings are checkpointed under <out>/checkpoints/<chapter>/, keyed by what
+            # determines them: re-running the same command resumes an interrupted run (affectlab.checkpoint).
+            with _environ(chapter_checkpoint_env(out, nb, profile, passed[nb.stem])):
+                pm.execute_notebook(str(nb), str(target), parameters=passed[nb.stem], cwd=str(nb_dir),
+                                    kernel_name=kernel, progress_bar=False)
             _relative_paths(target, nb_dir, strip_injected=inplace)
             status[nb.stem] = "ok"
         except Exception as e:  # keep going: one broken chapter must not cost the others

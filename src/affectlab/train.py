@@ -134,13 +134,21 @@ def make_learner(
     path: str | Path | None = None,
     cbs: Sequence = (),
     log_name: str | None = None,
+    checkpoint: bool = True,
     **kwargs,
 ):
     """A fastai ``Learner`` with the course's defaults: the model and data on ``device``, a CSV log of every
-    epoch when ``log_name`` is given, and mixed precision on CUDA (``fp16=None`` = on CUDA only)."""
+    epoch when ``log_name`` is given, and mixed precision on CUDA (``fp16=None`` = on CUDA only).
+
+    While a checkpoint folder is active (the course runner's ``AFFECTLAB_CHECKPOINTS``, or a
+    ``affectlab.checkpoint.checkpointing`` block) the Learner gets a ``Checkpoint`` callback: each fit is
+    saved after every epoch, resumed after an interruption and skipped once complete (see
+    ``affectlab.checkpoint``; ``checkpoint=False`` opts this Learner out). It is a ``ResumableLearner``,
+    which without that callback behaves exactly as fastai's ``Learner``."""
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle / lr_find)
     from fastai.callback.progress import CSVLogger
-    from fastai.learner import Learner
+
+    from affectlab.checkpoint import ResumableLearner, attach
 
     dev = resolve_device(device)
     dls.to(dev) if hasattr(dls, "to") else None
@@ -149,32 +157,28 @@ def make_learner(
         log_dir = Path(path or cache_dir() / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         cbs.append(CSVLogger(fname=str(log_dir / f"{log_name}.csv")))
-    learn = Learner(dls, model.to(dev), loss_func=loss_func, metrics=list(metrics), cbs=cbs,
-                    path=path or cache_dir(), **kwargs)
+    learn = ResumableLearner(dls, model.to(dev), loss_func=loss_func, metrics=list(metrics), cbs=cbs,
+                             path=path or cache_dir(), **kwargs)
     if fp16 is None:
         fp16 = dev.type == "cuda"
     if fp16:
         learn = learn.to_fp16()
+    attach(learn, enabled=checkpoint)
     return learn
 
 
-def fit_resumable(learn, epochs: int, lr, name: str, one_cycle: bool = True, **kwargs):
-    """Fit, saving model + optimiser after every epoch under ``learn.path/models/<name>_<epoch>``; a rerun
-    after an interruption loads the last finished epoch and continues from there instead of starting over."""
-    from fastai.callback.tracker import SaveModelCallback
+def fit_resumable(learn, epochs: int, lr, folder: str | Path, key_parts: dict, one_cycle: bool = True, **kwargs):
+    """Fit a ``make_learner`` Learner with a checkpoint under ``folder`` keyed by ``key_parts`` (a dict of
+    what determines the run: seed, settings, ...) and by the fit itself (see ``affectlab.checkpoint``): a
+    rerun after an interruption continues after the last finished epoch and ends on the numbers of an
+    uninterrupted fit; a rerun of a finished fit loads its final state without training; other parameters
+    train afresh. Learners made by ``make_learner`` inside the course runner are checkpointed already."""
+    from affectlab.checkpoint import Checkpoint
 
-    model_dir = Path(learn.path) / learn.model_dir
-    done = sorted(int(p.stem.rsplit("_", 1)[1]) for p in model_dir.glob(f"{name}_*.pth")
-                  if p.stem.rsplit("_", 1)[1].isdigit())
-    start = 0
-    if done:
-        start = done[-1] + 1
-        learn.load(f"{name}_{done[-1]}", with_opt=True)
-    if start >= epochs:
-        return learn
-    cb = SaveModelCallback(every_epoch=True, with_opt=True, fname=name)
+    if not any(isinstance(cb, Checkpoint) for cb in learn.cbs):
+        learn.add_cb(Checkpoint(folder, key_parts))
     fit = learn.fit_one_cycle if one_cycle else learn.fit
-    fit(epochs, lr, start_epoch=start, cbs=[cb], **kwargs)
+    fit(epochs, lr, **kwargs)
     return learn
 
 
