@@ -346,8 +346,6 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
                inplace: bool = False, kernel: str = "python3", log=print) -> dict[str, str]:
     """Execute the chapters with papermill into ``out`` (sources untouched unless ``inplace``), keep going
     past a failing chapter; returns {notebook: "ok" | error summary} and writes ``out/status.json``."""
-    import papermill as pm
-
     nb_dir = Path(nb_dir) if nb_dir else project_root() / "notebooks"
     if not nb_dir.is_dir():
         raise FileNotFoundError(f"notebook folder {nb_dir} does not exist")
@@ -365,6 +363,36 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
         log(paper_plan(notebooks, given))
     (out / "metrics").mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
+    with _sigterm_as_interrupt():
+        _run_chapters(notebooks, out, nb_dir, passed, profile, inplace, kernel, log, status)
+    (out / "status.json").write_text(json.dumps({"profile": profile, "status": status}, indent=1))
+    return status
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C while chapters run, so papermill shuts the chapter's kernel down (and the
+    kernel's own workers, e.g. the world generator's, end with it) instead of leaving them orphaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_chapters(notebooks, out, nb_dir, passed, profile, inplace, kernel, log, status) -> None:
+    import papermill as pm
+
     for i, nb in enumerate(notebooks, 1):
         target = nb if inplace else out / nb.name
         log(f"[{i}/{len(notebooks)}] {nb.stem} ...", end=" ", flush=True) if log is print else log(nb.stem)
@@ -381,8 +409,6 @@ def run_course(out: str | Path, profile: str = "quick", params: dict | None = No
             first = str(e).strip().splitlines()
             status[nb.stem] = f"{type(e).__name__}: {first[-1] if first else ''}"[:300]
         log(f"{status[nb.stem]} ({time.time() - t0:.0f} s)")
-    (out / "status.json").write_text(json.dumps({"profile": profile, "status": status}, indent=1))
-    return status
 
 
 # --- the report ------------------------------------------------------------------------------------------

@@ -157,3 +157,18 @@ def test_paper_profile_on_a_cpu_says_what_it_will_do_before_starting(chapters, t
     # a GPU and a real data root: no warning, no generation
     gpu = course.paper_plan(course.select_notebooks(chapters, ["04"]), {"data_root": "/datasets"}, cuda=True)
     assert "WARNING" not in gpu and "generate" not in gpu and "read your data at /datasets" in gpu
+
+
+def test_sigterm_unwinds_the_run_like_ctrl_c_and_the_handler_is_restored():
+    import os
+    import signal
+    import time
+
+    from affectlab.course import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        with _sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)   # the handler raises before this ends
+    assert signal.getsignal(signal.SIGTERM) is before
