@@ -29,7 +29,8 @@ test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
 	$(PY) -m affectlab.models.pretrain --profile quick
 	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	# The chapters write their metrics into a temporary runs folder, never into the user's runs/
+	AFFECTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 test-fast: install
 	$(PY) -m pytest tests/unit tests/data tests/model

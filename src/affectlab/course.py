@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from affectlab.paths import project_root
+from affectlab.paths import project_root, runs_dir
 
 SCHEMA_VERSION = 1
 
@@ -59,7 +59,7 @@ class MetricRecord:
 
 
 def default_metrics_dir(profile: str) -> Path:
-    return project_root() / "runs" / profile / "metrics"
+    return runs_dir() / profile / "metrics"
 
 
 def record_metrics(notebook: str, rows: Iterable[dict], *, profile: str, seed: int, data: str,
@@ -518,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(md.read_text())
             print(f"wrote {md} and {html}")
             return 0
-        out = args.out or project_root() / "runs" / args.profile
+        out = args.out or runs_dir() / args.profile
         names = [name for name, _ in args.param]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:

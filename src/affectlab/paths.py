@@ -26,6 +26,13 @@ def data_dir() -> Path:
     return project_root() / "data"
 
 
+def runs_dir() -> Path:
+    """Where course runs write their metrics, figures and checkpoints: runs/ of the project, or
+    $AFFECTLAB_RUNS (``make test`` points it at a temporary folder, so tests never touch a user's runs)."""
+    env = os.environ.get("AFFECTLAB_RUNS")
+    return Path(env).resolve() if env else project_root() / "runs"
+
+
 def cache_dir() -> Path:
     """Cached models and features (git-ignored); safe to delete, rebuilt on demand."""
     d = data_dir() / "cache"

@@ -172,3 +172,14 @@ def test_sigterm_unwinds_the_run_like_ctrl_c_and_the_handler_is_restored():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)   # the handler raises before this ends
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_affectlab_runs_moves_every_default_run_folder(tmp_path, monkeypatch):
+    from affectlab.course import default_metrics_dir
+    from affectlab.paths import runs_dir
+
+    monkeypatch.setenv("AFFECTLAB_RUNS", str(tmp_path))
+    assert runs_dir() == tmp_path.resolve()
+    assert default_metrics_dir("quick") == tmp_path.resolve() / "quick" / "metrics"
+    monkeypatch.delenv("AFFECTLAB_RUNS")
+    assert default_metrics_dir("quick").parts[-3:] == ("runs", "quick", "metrics")
