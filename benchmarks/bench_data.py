@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+from benchmarks.timing import measure, stopwatch
 
 SETTINGS = dict(image_size=112, batch_size=128, loader_batches=12, model_steps=3)
 
@@ -34,19 +34,18 @@ def generation(preset: str, out: Path) -> dict:
     from affectlab.data.synth import make_world
 
     shutil.rmtree(out, ignore_errors=True)
-    t0, c0 = time.perf_counter(), _cpu_s()
-    make_world(out, preset=preset, seed=0, progress=False)
-    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    with stopwatch(cpu_clock=_cpu_s) as gen:  # a one-off cost: the first call builds the world
+        make_world(out, preset=preset, seed=0, progress=False)
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     images = counts["affwild2_frames"] + counts["hume_frames"] + counts["static_images"]
-    t1 = time.perf_counter()
-    make_world(out, preset=preset, seed=0, progress=False)       # the no-op repeat
+    with stopwatch() as again:                                  # the no-op repeat
+        make_world(out, preset=preset, seed=0, progress=False)
     # CPU seconds say what the wall time would be on an idle machine (about cpu / workers) when the
     # machine is shared; the load average is recorded beside them.
-    return {f"gen_{preset}_wall_s": wall, f"gen_{preset}_cpu_s": cpu,
+    return {f"gen_{preset}_wall_s": gen.s, f"gen_{preset}_cpu_s": gen.cpu_s,
             f"gen_{preset}_target_s": {"tiny": 5, "quick": 60}[preset],
-            f"gen_{preset}_images": images, f"gen_{preset}_images_per_s": images / wall,
-            f"gen_{preset}_repeat_call_s": time.perf_counter() - t1}
+            f"gen_{preset}_images": images, f"gen_{preset}_images_per_s": images / gen.s,
+            f"gen_{preset}_repeat_call_s": again.s}
 
 
 def loader_throughput(root: Path, size: int, bs: int, batches: int) -> dict:
@@ -57,17 +56,13 @@ def loader_throughput(root: Path, size: int, bs: int, batches: int) -> dict:
     out = {"loader_train_frames": len(tr)}
     for name, cache in (("cached", True), ("decode_per_batch", False)):
         _STORES.clear()
-        t0 = time.perf_counter()
-        dls = frame_dls(tr, tr.iloc[:bs], size=size, bs=bs, augment=True, device="cpu", cache=cache)
-        out[f"loader_{name}_build_s"] = time.perf_counter() - t0
+        with stopwatch() as build:
+            dls = frame_dls(tr, tr.iloc[:bs], size=size, bs=bs, augment=True, device="cpu", cache=cache)
+        out[f"loader_{name}_build_s"] = build.s
         it = iter(dls.train)
-        next(it)
-        t0 = time.perf_counter()
-        n = 0
-        for _ in range(batches):
-            x, _y = next(it)
-            n += len(x)
-        out[f"loader_{name}_frames_per_s"] = n / (time.perf_counter() - t0)
+        # the first batch (untimed) starts the iterator; then frames over the timed batches' total seconds
+        t = measure(lambda it=it: len(next(it)[0]), warmup=1, repeat=batches, keep_results=True)
+        out[f"loader_{name}_frames_per_s"] = sum(t.results) / t.total_s
     _STORES.clear()
     return out
 
@@ -104,14 +99,9 @@ def model_consumption(size: int, bs: int, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    t = measure(step, warmup=1, repeat=steps)
     return {"model": name, "model_params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "model_train_images_per_s": bs / statistics.median(times), "torch_threads": torch.get_num_threads()}
+            "model_train_images_per_s": t.per_s(bs), "torch_threads": torch.get_num_threads()}
 
 
 def run() -> dict:

@@ -4,32 +4,22 @@ plain PyTorch loop on the same model and data, and SE-ResNet-50 inference at 112
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward of the
 training step (convolutions and matmuls, the work a matmul peak is comparable to). Each timing is the
-median of a few steps after warm-up. Inputs are random tensors: the cost does not depend on content.
+median of a few steps after warm-up (``benchmarks.timing.measure``; the Learner-vs-loop epochs take the best
+of two), beside the run's matmul peak. Inputs are random tensors: the cost does not depend on content.
 
     python -m benchmarks.bench_models        # prints the figures as JSON
 """
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import torch
+
+from benchmarks.timing import beside_peak, measure
 
 SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1,
                 learner_image_size=64, learner_batch_size=64, learner_batches=12,
                 senet_batch=16, senet_steps=3)
-
-
-def _median_time(fn, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _facechannel_batch(image_size, batch_size, seed=0):
@@ -70,13 +60,11 @@ def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: i
             opt.step()
 
         try:
-            dt = _median_time(step, steps, warmup + (1 if compile_ else 0))
+            t = measure(step, warmup=warmup + (1 if compile_ else 0), repeat=steps)
         except Exception as e:  # torch.compile needs a working C++ toolchain; report, don't crash
             out[f"{name}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
             return
-        out[f"{name}_images_per_s"] = batch_size / dt
-        out[f"{name}_gflops"] = flops / dt / 1e9
-        out[f"{name}_share_of_matmul_peak"] = flops / dt / peak
+        out.update(beside_peak(name, t, units=batch_size, flops=flops, peak=peak))
 
     variant("channels_first", False, False)
     variant("channels_last", True, False)
@@ -85,8 +73,12 @@ def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: i
 
 
 def learner_vs_loop(image_size: int, batch_size: int, n_batches: int) -> dict:
-    """One epoch of FaceChannel training on the same tensors: fastai Learner.fit vs a hand-written loop."""
+    """One epoch of FaceChannel training on the same tensors: fastai Learner.fit vs a hand-written loop.
+
+    Each epoch starts from a fresh model (built untimed); the figure is the best of two epochs. The Learner's
+    validation is cancelled (the loop does not validate), so both time the same training work."""
     import fastai.callback.progress  # noqa: F401  (Learner.no_bar / no_logging)
+    from fastai.callback.core import Callback, CancelValidException
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
@@ -98,12 +90,21 @@ def learner_vs_loop(image_size: int, batch_size: int, n_batches: int) -> dict:
     items = [(x[i], {"va": y["va"][i], "expr": y["expr"][i]}) for i in range(len(x))]
     loss_fn = facechannel_loss()
 
-    def plain():
+    class NoValidation(Callback):
+        def before_validate(self):
+            raise CancelValidException()
+
+    def fresh_model():
         torch.manual_seed(0)
-        model = FaceChannel(image_size=image_size).to(memory_format=torch.channels_last)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        return FaceChannel(image_size=image_size).to(memory_format=torch.channels_last)
+
+    def plain_setup():
+        model = fresh_model()
+        return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def plain(model_opt):
+        model, opt = model_opt
         model.train()
-        t0 = time.perf_counter()
         for i in range(n_batches):
             sl = slice(i * batch_size, (i + 1) * batch_size)
             xb = x[sl].contiguous(memory_format=torch.channels_last)
@@ -111,29 +112,20 @@ def learner_vs_loop(image_size: int, batch_size: int, n_batches: int) -> dict:
             opt.zero_grad(set_to_none=True)
             loss_fn(model(xb), yb).backward()
             opt.step()
-        return time.perf_counter() - t0
 
-    def learner():
-        torch.manual_seed(0)
-        model = FaceChannel(image_size=image_size).to(memory_format=torch.channels_last)
+    def learner_setup():
         train = DataLoader(items, bs=batch_size, shuffle=False, drop_last=True)
         valid = DataLoader(items[:batch_size], bs=batch_size)
-        learn = Learner(DataLoaders(train, valid), model, loss_func=loss_fn,
-                        opt_func=lambda p, lr: SGD(p, lr, mom=0.9))
-        with learn.no_bar(), learn.no_logging():
-            t0 = time.perf_counter()
-            learn.fit(1, 0.01)
-            total = time.perf_counter() - t0
-        # fit() also validates one batch; time it alone and take it out, the loop above does not validate
-        with learn.no_bar(), learn.no_logging():
-            t1 = time.perf_counter()
-            learn.validate()
-            val = time.perf_counter() - t1
-        return total - val
+        return Learner(DataLoaders(train, valid), fresh_model(), loss_func=loss_fn,
+                       opt_func=lambda p, lr: SGD(p, lr, mom=0.9), cbs=NoValidation())
 
-    plain()  # warm-up (allocator, oneDNN primitives)
-    t_plain = min(plain() for _ in range(2))
-    t_learn = min(learner() for _ in range(2))
+    def learner(learn):
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 0.01)
+
+    # the plain loop's warm-up epoch warms the allocator and oneDNN primitives for both
+    t_plain = measure(plain, setup=plain_setup, warmup=1, repeat=2).min_s
+    t_learn = measure(learner, setup=learner_setup, warmup=0, repeat=2).min_s
     return {"plain_loop_images_per_s": batch_size * n_batches / t_plain,
             "fastai_learner_images_per_s": batch_size * n_batches / t_learn,
             "fastai_overhead_share": t_learn / t_plain - 1}
@@ -147,16 +139,16 @@ def senet_inference(batch: int, steps: int) -> dict:
     out = {}
     for size in (112, 224):
         x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-        dt = _median_time(lambda: model(x), steps, 1)
-        out[f"seresnet50_inference_{size}px_images_per_s"] = batch / dt
+        t = measure(lambda: model(x), warmup=1, repeat=steps)
+        out[f"seresnet50_inference_{size}px_images_per_s"] = t.per_s(batch)
     return out
 
 
 def run() -> dict:
-    from benchmarks.reference import matmul_peak_flops
+    from benchmarks.reference import run_peak_flops
 
     s = SETTINGS
-    peak = matmul_peak_flops()
+    peak = run_peak_flops()  # the run's reference, measured once (here, when this topic runs alone)
     figures = {"matmul_peak_gflops": peak / 1e9, "threads": torch.get_num_threads(),
                "facechannel_image_size": s["image_size"], "facechannel_batch_size": s["batch_size"]}
     figures.update(facechannel_training(s["image_size"], s["batch_size"], s["steps"], s["warmup"], peak))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 
 import torch
+
+from benchmarks.timing import measure, stopwatch
 
 
 def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) -> dict:
@@ -35,17 +36,17 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
 
     # (a) cached: extract every frame once (timed, not read from the cache), then train the heads.
     from affectlab.data.loaders import frame_dls
-    t0 = time.perf_counter()
     feats = []
-    for df in (tr, va):
-        dl = frame_dls(df, df, targets=("expr",), size=size, bs=256, augment=False, device="cpu").valid
-        feats.append(extract_features(face, (b[0] for b in dl), "cpu"))
-    t_extract = time.perf_counter() - t0
+    with stopwatch() as extract:
+        for df in (tr, va):
+            dl = frame_dls(df, df, targets=("expr",), size=size, bs=256, augment=False, device="cpu").valid
+            feats.append(extract_features(face, (b[0] for b in dl), "cpu"))
+    t_extract = extract.s
     dls = clip_dls(tr, va, s=window, stride=stride, targets=("expr", "va"), bs=64, features=tuple(feats),
                    device="cpu", seed=seed)
-    t0 = time.perf_counter()
-    learn = ts.fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
-    t_heads = time.perf_counter() - t0
+    with stopwatch() as heads:  # whole training runs are one-off costs: timed once, no warm-up
+        learn = ts.fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
+    t_heads = heads.s
     cached_scores = ts.scores(*ts.predict_dicts(learn, dls.valid))
 
     # (b) end-to-end on frames: the same clips, the backbone's last stage trainable.
@@ -55,10 +56,9 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     model = ts.TemporalStatNet(4, face.feature_dim, backbone=copy.deepcopy(face),
                                lstm_hidden=settings["lstm_hidden"], dense=settings["dense"], dropout=settings["dropout"])
     learn = make_learner(dls_img, model, ts.temporal_loss(4), device="cpu")
-    t0 = time.perf_counter()
-    with learn.no_bar(), learn.no_logging():
+    with stopwatch() as e2e, learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, settings["lr"])
-    t_e2e = time.perf_counter() - t0
+    t_e2e = e2e.s
     e2e_scores = ts.scores(*ts.predict_dicts(learn, dls_img.valid))
 
     n_clips = len(dls.train.dataset)
@@ -76,18 +76,13 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
 
 
 def _images_per_s(step, batch: int, reps: int = 5) -> float:
-    step()  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - t0)
-    return batch / best
+    """Images per second of the best of ``reps`` training steps after one warm-up step."""
+    return measure(step, warmup=1, repeat=reps).per_s(batch, stat="min")
 
 
 def _scan(batch: int = 64, size: int = 64, seed: int = 0) -> dict:
     from affectlab.models.backbones import make_backbone
-    from affectlab.models.scan import PROFILES, SCANCCI, CachedMaps, PlainResNet, scancci_loss
+    from affectlab.models.scan import SCANCCI, CachedMaps, PlainResNet, scancci_loss
 
     torch.manual_seed(seed)
     arch = dict(arch="resnet18", width=16)  # the quick profile's face model

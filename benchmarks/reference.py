@@ -1,27 +1,31 @@
 """The reference every benchmark figure stands beside: this machine's measured float32 matmul peak."""
 from __future__ import annotations
 
-import time
-
 import torch
+
+from benchmarks.timing import measure
+
+_RUN_PEAK: dict[str, float] = {}
 
 
 def matmul_peak_flops(n: int = 1024, repeats: int = 20, device: str = "cpu") -> float:
     """Best-of-``repeats`` FLOP/s of an n×n float32 matrix multiply (2·n³ FLOPs), on all torch threads."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    for _ in range(3):
+
+    def mm():
         a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        a @ b
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+
+    sync = torch.cuda.synchronize if device != "cpu" else None
+    return 2 * n ** 3 / measure(mm, warmup=3, repeat=repeats, sync=sync).min_s
+
+
+def run_peak_flops(device: str = "cpu") -> float:
+    """The matmul peak of this run: measured on the first call in this process, the same value after that, so
+    ``benchmarks.run`` and every topic it runs report their figures beside one and the same reference."""
+    if device not in _RUN_PEAK:
+        _RUN_PEAK[device] = matmul_peak_flops(device=device)
+    return _RUN_PEAK[device]
 
 
 def machine() -> dict:

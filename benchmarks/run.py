@@ -3,19 +3,20 @@
     python -m benchmarks.run [--only data models ...]
 
 Each topic module exposes ``run() -> dict`` of named figures; every figure stands beside a reference
-measured in the same run (the matmul peak, the plain loop, the model's own consumption). Timings live here,
-never in the tests.
+measured in the same run (the matmul peak, the plain loop, the model's own consumption). Every timing goes
+through ``benchmarks.timing`` (warm-up, then measure); the matmul peak is measured once per run
+(``benchmarks.reference.run_peak_flops``) and shared by every topic. Timings live here, never in the tests.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import time
 import traceback
 from pathlib import Path
 
-from benchmarks.reference import machine, matmul_peak_flops
+from benchmarks.reference import machine, run_peak_flops
+from benchmarks.timing import stopwatch
 
 TOPICS = {
     "data": "benchmarks.bench_data",
@@ -42,20 +43,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
     args = p.parse_args(argv)
-    results = {"machine": machine(), "matmul_peak_gflops": matmul_peak_flops() / 1e9, "topics": {}}
+    results = {"machine": machine(), "matmul_peak_gflops": run_peak_flops() / 1e9, "topics": {}}
     if args.only and (HERE / "results.json").is_file():  # a partial run keeps the other topics' figures
         previous = json.loads((HERE / "results.json").read_text()).get("topics", {})
         results["topics"] = {k: v for k, v in previous.items() if k not in args.only}
     failed = []
     for topic in args.only or TOPICS:
-        t0 = time.time()
         print(f"[bench] {topic} ...", flush=True)
-        try:
-            figures = importlib.import_module(TOPICS[topic]).run()
-        except Exception:  # one broken benchmark must not lose the others' figures
-            figures = {"error": traceback.format_exc(limit=3).strip().splitlines()[-1]}
-            failed.append(topic)
-        figures["wall_s"] = round(time.time() - t0, 1)
+        with stopwatch() as sw:
+            try:
+                figures = importlib.import_module(TOPICS[topic]).run()
+            except Exception:  # one broken benchmark must not lose the others' figures
+                figures = {"error": traceback.format_exc(limit=3).strip().splitlines()[-1]}
+                failed.append(topic)
+        figures["wall_s"] = round(sw.s, 1)
         results["topics"][topic] = figures
         (HERE / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (HERE / "RESULTS.md").write_text(_markdown(results))
