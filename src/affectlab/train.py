@@ -76,7 +76,7 @@ def files_key(paths: Iterable[str | os.PathLike]) -> str:
     for p in paths:
         try:
             st = os.stat(p)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"   # ctime: even a restored mtime changes it
         except OSError:
             stamp = "missing"
         h.update(f"{os.fspath(p)}\0{stamp}\n".encode())

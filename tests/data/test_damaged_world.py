@@ -4,8 +4,8 @@ The world is generated once for the module; every test damages its own copy (``s
 ``tmp_path``) and reads it with the public readers / loaders / weight loader / course runner. Each case ends
 in exactly one of: an error naming the file (and line) and what is wrong, rows dropped and counted
 (``df.attrs["dropped"]`` and ``report.dropped_rows(df)`` naming file and line), or the correct result (equal
-to the undamaged world's, or the exact expected labels). A case that is silently wrong today is marked
-``xfail(strict=True)`` with the reason: it asserts what should happen.
+to the undamaged world's, or the exact expected labels). The five cases the audit first found silently wrong
+(A25, S09, S12, S13, L07) were fixed in the readers and the image cache; their tests assert the fix.
 
 =====  ==========================================================  =============================================
 id     damage                                                      how it ends
@@ -34,7 +34,7 @@ A21    two files for one frame (1.jpg and 00001.jpg)                ValueError n
 A22    frame folder missing for an annotated video                  dropped + counted (video has no frame folder)
 A23    one annotated frame's image deleted                          dropped + counted (annotated frame has no image)
 A24    annotation file empty                                        warning + dropped + counted (file, no line)
-A25    same video's annotation file under Training and Validation   XFAIL: silently read into both splits
+A25    same video's annotation file under Training and Validation   ValueError naming both files
 S01    AffectNet valence 1.7                                        dropped + counted (outside [-1, 1])
 S02    AffectNet valence literal nan                                dropped + counted (missing or not a number)
 S03    AffectNet valence -2 (not applicable)                        correct result (-5 sentinel)
@@ -43,11 +43,11 @@ S05    AffectNet class 3.5                                          ValueError: 
 S06    AffectNet validation.csv without header                      correct result (= with header)
 S07    AffectNet row with a missing field                           ValueError: file, line, field count
 S08    AffectNet image deleted                                      dropped + counted (image missing)
-S09    AffectNet one image listed twice with two labels             XFAIL: both rows kept, two labels
+S09    AffectNet one image listed twice with two labels             both lines dropped and counted   
 S10    RAF-DB compound label 9                                      ValueError: file, line, compound
 S11    RAF-DB label 0                                               ValueError: file, line, label space
-S12    RAF-DB line duplicated                                       XFAIL: the image is kept twice
-S13    RAF-DB one image listed twice with two labels                XFAIL: both rows kept, two labels
+S12    RAF-DB line duplicated                                       the repeat dropped and counted
+S13    RAF-DB one image listed twice with two labels                both lines dropped and counted   
 S14    ExpW malformed line (a field missing)                        ValueError: file, line, layout
 S15    ExpW duplicate line                                          dropped + counted (duplicate line)
 S16    ExpW one face listed twice with two labels                   dropped + counted (both lines)
@@ -65,7 +65,7 @@ L03    text file named .jpg given to load_image                     ValueError n
 L04    every validation image truncated, given to frame_dls         ValueError naming one and the count
 L05    truncated Hume frame given to video_dls                      dropped + counted (video one frame shorter)
 L06    JPEG replaced under the same name (new file, new size)       correct result (cache serves new pixels)
-L07    JPEG rewritten in place, same size, mtime restored           XFAIL: the cache serves the old pixels
+L07    JPEG rewritten in place, same size, mtime restored           correct result (ctime in the cache key)
 R01    empty root, to every reader                                  FileNotFoundError naming the root
 R02    root that is a file, to every reader                         FileNotFoundError naming the root
 W01    weight pickle of unrelated names                             WeightMismatchError with counts, model intact
@@ -377,9 +377,6 @@ def test_A24_empty_annotation_file_warns_and_is_counted(world, w):
     assert set(df["video"]) == set(before["video"]) - {V}
 
 
-@pytest.mark.xfail(strict=True, reason="silently wrong: one video's annotation file under both Training_Set and "
-                                       "Validation_Set is read into both splits (train/val leakage), no error, no "
-                                       "count")
 def test_A25_one_video_annotated_in_two_splits_is_not_silent(w):
     tr = ann(w, "VA")
     va = ann(w, "VA", "Validation_Set")
@@ -484,8 +481,6 @@ def test_S08_affectnet_deleted_image_is_dropped_and_counted(world, w):
     assert drops_of(df, "image missing") == [(str(p), line)]
 
 
-@pytest.mark.xfail(strict=True, reason="silently wrong: an AffectNet image listed twice with two expressions "
-                                       "is kept twice, once per label (no error, no count)")
 def test_S09_affectnet_image_listed_twice_with_two_labels_is_not_silent(world, w):
     before = read_affectnet(world / "affectnet", "train")
     p = affectnet_csv(w)
@@ -509,8 +504,6 @@ def test_S11_rafdb_label_0_is_refused(w):
                   f"{p}, line 2: rafdb: label '0' is outside the label space")
 
 
-@pytest.mark.xfail(strict=True, reason="silently wrong: a duplicated RAF-DB line keeps the image twice (ExpW drops "
-                                       "and counts the same damage)")
 def test_S12_rafdb_duplicated_line_is_not_silent(world, w):
     before = read_rafdb(world / "rafdb", "train")
     p = rafdb_list(w)
@@ -518,8 +511,6 @@ def test_S12_rafdb_duplicated_line_is_not_silent(world, w):
     refused_or_counted(lambda: read_rafdb(w / "rafdb", "train"), p, len(lines_of(p)), len(before))
 
 
-@pytest.mark.xfail(strict=True, reason="silently wrong: a RAF-DB image listed twice with two labels is kept twice, "
-                                       "once per label")
 def test_S13_rafdb_image_listed_twice_with_two_labels_is_not_silent(world, w):
     before = read_rafdb(world / "rafdb", "train")
     p = rafdb_list(w)
@@ -719,10 +710,6 @@ def test_L06_image_replaced_under_the_same_name_serves_the_new_pixels(w):
     torch.testing.assert_close(second[[0, 1, 3]], first[[0, 1, 3]])
 
 
-@pytest.mark.xfail(strict=True, reason="silently wrong: the decoded-image cache is keyed on (size, mtime_ns, inode); "
-                                       "a JPEG rewritten in place with other pixels but the same byte size and its "
-                                       "mtime restored (cp -p / rsync -t --inplace / tar restoring mtimes) is served "
-                                       "from the cache with the old pixels")
 def test_L07_image_rewritten_in_place_with_mtime_restored_serves_the_new_pixels(w):
     train, valid = _two_videos(w)
     valid = valid.iloc[:4].reset_index(drop=True)

@@ -440,6 +440,20 @@ def _split_dir(folder: Path, split: str, layout: str) -> Path:
                             f"Found in {folder}: {[s.name for s in _subdirs(folder)] or 'no folders'}")
 
 
+def _refuse_videos_in_both_splits(folder: Path, split: str, layout: str, files: list[Path]) -> None:
+    """A video annotated in both splits would leak its frames from training into validation: refused."""
+    other = "val" if split == "train" else "train"
+    try:
+        other_dir = _split_dir(folder, other, layout)
+    except FileNotFoundError:
+        return
+    both = sorted({p.stem for p in files} & {p.stem for p in other_dir.glob("*.txt")})
+    if both:
+        raise ValueError(f"{len(both)} video(s) annotated in both {files[0].parent.name} and {other_dir.name} "
+                         f"of {folder}, e.g. {files[0].parent / (both[0] + '.txt')} and "
+                         f"{other_dir / (both[0] + '.txt')}: a video belongs to one split; remove it from one")
+
+
 def _drop_other(df: pd.DataFrame, drops: Drops) -> pd.DataFrame:
     other = (df["expr"] == 7).to_numpy()
     for f, g in df[other].groupby("_file", sort=False):
@@ -466,6 +480,7 @@ def read_abaw(root: str | os.PathLike, task: str, split: str, keep_other: bool =
                                 f"{sorted(p.name for p in folders.values())}")
     ann = _split_dir(folders[task], split, layout)
     files = sorted(p for p in ann.iterdir() if p.suffix.lower() == ".txt" and p.is_file())
+    _refuse_videos_in_both_splits(folders[task], split, layout, files)
     drops = Drops()
     if not files:
         raise report.no_usable_rows(ann, [f"per-video {task} annotation files <video>.txt in {ann}"],

@@ -175,14 +175,14 @@ class ImageStore:
 
 
 def _stamp(path: str):
-    """What identifies a file's content without reading it: (size, modification time in ns, inode)."""
+    """What identifies a file's content without reading it: (size, modification time and status-change time in ns, inode)."""
     import os
 
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino   # ctime: a restored mtime (cp -p, rsync -t) still changes it
 
 
 def image_store(paths, boxes, size, cache=None, damaged: str = "raise") -> ImageStore:

@@ -113,6 +113,27 @@ def _split(split: str, allowed=("train", "val")) -> str:
     return s
 
 
+def _one_per_image(records: list[tuple], drops: Drops) -> list[tuple]:
+    """Records are (label file, line, path, labels...): an image listed twice with the same labels keeps its
+    first line (the repeats are counted); listed with different labels, all its lines are dropped and
+    counted — no label is trusted over the other, and an image never trains twice."""
+    by_path: dict[str, list[tuple]] = {}
+    for r in records:
+        by_path.setdefault(r[2], []).append(r)
+    kept = []
+    for r in records:
+        group = by_path[r[2]]
+        if len(group) == 1:
+            kept.append(r)
+        elif len({repr(g[3:]) for g in group}) > 1:
+            drops.add("one image with conflicting labels", r[0], r[1])
+        elif r is group[0]:
+            kept.append(r)
+        else:
+            drops.add("duplicate line", r[0], r[1])
+    return kept
+
+
 def _keep_existing(records: list[tuple], drops: Drops) -> list[tuple]:
     """Records are (label file, line, path, ...): those whose image is missing are dropped and counted."""
     kept = []
@@ -236,7 +257,7 @@ def _read_affectnet_csv(path: Path, root: Path) -> pd.DataFrame:
                 continue
             records.append((path, line, str(img_root / r[idx["subDirectory_filePath"]].strip()), c, v, a, x, y, x + w, y + h))
     n_labelled = len(records)
-    records = _keep_existing(records, drops)
+    records = _keep_existing(_one_per_image(records, drops), drops)
     if not records:
         raise no_usable_rows(root, [f"{path} (rows: {n_rows})", "images under a Manually_Annotated_Images folder"],
                              [f"{path}"] + ([str(c) for c in candidates] or ["no Manually_Annotated_Images folder"])
@@ -405,7 +426,7 @@ def read_rafdb(root: str | os.PathLike, split: str) -> pd.DataFrame:
         options = [d / f"{stem}_aligned.jpg" for d in aligned] + [d / name for d in aligned + original]
         img = next((p for p in options if p.exists()), options[0] if options else base / "Image" / "aligned" / f"{stem}_aligned.jpg")
         records.append((path, line, str(img), c))
-    records = _keep_existing(records, drops)
+    records = _keep_existing(_one_per_image(records, drops), drops)
     if not records:
         raise no_usable_rows(root, [f"{path} rows named {prefix}*", "images in Image/aligned/ (<name>_aligned.jpg), aligned/ or Image/original/"],
                              [f"{path}: {n_prefix} {prefix}* rows"] + [str(d) for d in aligned + original],
