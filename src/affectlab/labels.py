@@ -61,6 +61,7 @@ _AFFECTNET: Mapping[int, int | None] = {
 }
 _RAFDB: Mapping[int, int | None] = {1: 6, 2: 3, 3: 2, 4: 4, 5: 5, 6: 1, 7: 0}
 _EXPW: Mapping[int, int | None] = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 0}
+_FER2013: Mapping[int, int | None] = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 0}  # Goodfellow et al. 2013
 _AFFWILD2: Mapping[int, int | None] = {-1: None, 0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: None}  # 7 = Other
 
 LABEL_MAPS: dict[str, Mapping[int, int | None]] = {
@@ -68,6 +69,7 @@ LABEL_MAPS: dict[str, Mapping[int, int | None]] = {
     "affectnet": _AFFECTNET,
     "rafdb": _RAFDB,
     "expw": _EXPW,
+    "fer2013": _FER2013,
 }
 
 # The raw labels of each dataset, in the dataset's own order (used by the synthetic world's writers).
@@ -76,6 +78,8 @@ RAW_NAMES: dict[str, dict[int, str]] = {
                   7: "Contempt", 8: "None", 9: "Uncertain", 10: "No-Face"},
     "rafdb": {1: "Surprise", 2: "Fear", 3: "Disgust", 4: "Happiness", 5: "Sadness", 6: "Anger", 7: "Neutral"},
     "expw": {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"},
+    # FER2013 (Kaggle/ICML 2013 challenge) and every model trained on it, e.g. the real-face model (realface)
+    "fer2013": {0: "Angry", 1: "Disgust", 2: "Fear", 3: "Happy", 4: "Sad", 5: "Surprise", 6: "Neutral"},
 }
 
 

@@ -16,7 +16,7 @@ SYNONYMS = {"happy": "Happiness", "sad": "Sadness", "angry": "Anger", "anger": "
             "sadness": "Sadness"}
 
 
-@pytest.mark.parametrize("dataset", ["affectnet", "rafdb", "expw"])
+@pytest.mark.parametrize("dataset", ["affectnet", "rafdb", "expw", "fer2013"])
 def test_every_raw_label_maps_by_meaning(dataset):
     for raw, name in RAW_NAMES[dataset].items():
         canon = to_canonical(dataset, raw)
@@ -37,7 +37,7 @@ def test_bad_labels_are_clear_errors():
     with pytest.raises(ValueError, match="outside"):
         to_canonical("rafdb", 0)
     with pytest.raises(ValueError, match="unknown dataset"):
-        to_canonical("fer2013", 1)
+        to_canonical("ckplus", 1)
     with pytest.raises(ValueError, match="integer"):
         to_canonical("expw", 1.5)
     assert to_canonical("expw", "3") == EXPRESSIONS.index("Happiness")
