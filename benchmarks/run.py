@@ -23,6 +23,7 @@ TOPICS = {
     "models": "benchmarks.bench_models",
     "temporal_scan": "benchmarks.bench_temporal_scan",
     "facernet": "benchmarks.bench_facernet",
+    "video": "benchmarks.bench_video",
 }
 HERE = Path(__file__).parent
 
