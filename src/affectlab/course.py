@@ -269,21 +269,21 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
     else:
         lines.append(f"- read your data at {given['data_root']} (sizes below assume the synthetic 'full' preset; "
                      "yours scale them)")
-    # (chapter, what, training images seen = epochs x images) — the paper settings of each model module.
-    from affectlab.models import facechannel, facernet, pretrain, scan, senet, temporal_stat
+    # (chapter, what, training images seen = epochs x images) — each recipe's paper settings.
+    from affectlab.recipes import settings
 
     work = []
     users = sorted(chapters.keys() & {"04", "05", "06", "07", "08"})
     if users:
-        s = pretrain.PROFILES["paper"]
+        s = settings("pretrain", "paper")
         work.append((", ".join(users), f"pre-train the face feature model ({s['arch']}, {s['image_size']} px, "
                      f"{s['epochs']} epochs over ~{static_train / 1e3:.0f}k static faces)", s["epochs"] * static_train))
     table = {
-        "03": (facechannel.PROFILES["paper"], "FaceChannel", "image_size"),
-        "04": (senet.PROFILES["paper"], "SE-ResNet-50 fine-tuning", "image_size"),
-        "05": (temporal_stat.PROFILES["paper"], "ResNet-50 + LSTM, end to end", "image_size"),
-        "06": (scan.PROFILES["paper"], "SCAN-CCI (ResNet-50)", "image_size"),
-        "07": (facernet.PROFILES["paper"], "FaceRNet's REC (frames)", "image_size"),
+        "03": (settings("facechannel", "paper"), "FaceChannel", "image_size"),
+        "04": (settings("senet50", "paper"), "SE-ResNet-50 fine-tuning", "image_size"),
+        "05": (settings("temporal", "paper"), "ResNet-50 + LSTM, end to end", "image_size"),
+        "06": (settings("scan", "paper"), "SCAN-CCI (ResNet-50)", "image_size"),
+        "07": (settings("facernet", "paper"), "FaceRNet's REC (frames)", "image_size"),
     }
     for ch, (s, what, size_key) in table.items():
         if ch in chapters:

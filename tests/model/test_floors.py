@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def world():
     """The chapters' own quick world (``make test`` builds it first; generated here otherwise): the tiny
     preset's few validation frames let a shuffle score anything."""
-    from affectlab.paths import resolve_data_root
+    from affectlab.data.roots import resolve_data_root
 
     return resolve_data_root(None, "quick", 0)
 

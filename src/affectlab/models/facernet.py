@@ -72,7 +72,7 @@ class REC(nn.Module):
     """Residual multi-task CNN: one shared feature space, three heads ("va" in [-1, 1], "expr" logits,
     "au" logits over ``AUS_17``). ``width`` scales every stage (64 = the paper-sized model). ``trunk``: any
     image -> [B, trunk.feature_dim] module to use as the shared feature space instead (e.g. the course's
-    pre-trained face backbone, ``affectlab.models.pretrain.face_feature_model``)."""
+    pre-trained face backbone, ``affectlab.recipes.pretrain.face_feature_model``)."""
 
     def __init__(self, width: int = 64, units_per_stage: int = 1, trunk: nn.Module | None = None):
         super().__init__()

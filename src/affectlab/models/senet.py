@@ -14,7 +14,7 @@ gives each its rate), ``paper_sgd`` the optimiser, ``GradientAccumulation(256)``
 
 Quick profile substitution (honest note): a SE-ResNet-50 at 112 px runs at a few images/s on a 2-core CPU,
 far too slow for a 3-minute chapter, so the quick profile fine-tunes the course's own face feature model
-(a ResNet-18 pre-trained on the synthetic static corpora, ``affectlab.models.pretrain``) with exactly the
+(a ResNet-18 pre-trained on the synthetic static corpora, ``affectlab.recipes.pretrain``) with exactly the
 same recipe; ``SENet50Classifier(backbone="seresnet50")`` is the paper's model and the ``paper`` profile uses it.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ formats: 7 expressions, plus valence / arousal where AffectNet has them), caches
 keyed by its settings and the data's fingerprint, and trains it on first use — so every chapter runs
 stand-alone and the second chapter to ask gets it in a second.
 
-    from affectlab.models.pretrain import face_feature_model
+    from affectlab.recipes.pretrain import face_feature_model
     from affectlab.models.backbones import backbone_stages, freeze_all_but
 
     body = face_feature_model(profile="quick")          # a Backbone: images [B,3,64,64] -> [B, body.feature_dim]
@@ -26,50 +26,18 @@ import json
 import os
 from pathlib import Path
 
-import pandas as pd
 import torch
-from torch import nn
 
+from affectlab.data.static import static_corpus  # noqa: F401  (re-exported: where the pre-training mix lived)
 from affectlab.models.backbones import Backbone, load_vggface2
+from affectlab.models.pretrain import PretrainNet
 
-PROFILES = {
+# The recipe's overrides of the base profiles (affectlab.train.PROFILES); only these keys key the cache.
+OVERRIDES = {
     "quick": dict(arch="resnet18", width=16, image_size=64, epochs=12, batch_size=64, lr=3e-3, va_weight=0.5),
     "paper": dict(arch="resnet50", width=64, image_size=112, epochs=20, batch_size=256, lr=1e-3, va_weight=0.5),
 }
 VERSION = 3  # bump when the training recipe changes, so old caches are not reused
-
-
-class PretrainNet(nn.Module):
-    """Backbone + the pre-training heads (7 expressions, valence / arousal); only the backbone is kept."""
-
-    def __init__(self, body: Backbone):
-        super().__init__()
-        self.body = body
-        self.expr = nn.Linear(body.feature_dim, 7)
-        self.va = nn.Linear(body.feature_dim, 2)
-
-    def forward(self, x):
-        f = self.body(x)
-        return {"expr": self.expr(f), "va": torch.tanh(self.va(f))}
-
-
-def static_corpus(root: str | os.PathLike, split: str) -> pd.DataFrame:
-    """AffectNet + RAF-DB + ExpW rows of ``split`` under ``root`` (whichever exist), with a ``source``
-    column; valence / arousal only where AffectNet gives them (NaN -> the -5 sentinel in the loader)."""
-    from affectlab.data.static import read_affectnet, read_expw, read_rafdb
-
-    root = Path(root)
-    frames = []
-    for name, reader in (("affectnet", read_affectnet), ("rafdb", read_rafdb), ("expw", read_expw)):
-        sub = root / name if (root / name).is_dir() else root
-        try:
-            df = reader(sub, split)
-        except FileNotFoundError:
-            continue
-        frames.append(df.assign(source=name))
-    if not frames:
-        raise FileNotFoundError(f"{root}: no AffectNet, RAF-DB or ExpW corpus found for pre-training")
-    return pd.concat(frames, ignore_index=True)
 
 
 # Label files the readers open (AffectNet's lists, RAF-DB's, ExpW's, Hume-Reaction's), found by name in the
@@ -147,12 +115,13 @@ def data_fingerprint(root: str | os.PathLike) -> str:
 
 
 def _settings(profile: str, **overrides) -> dict:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
-    unknown = set(overrides) - set(PROFILES[profile])
+    """The model's own settings (the keys of ``OVERRIDES``), which key its cache."""
+    if profile not in OVERRIDES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(OVERRIDES)}")
+    unknown = set(overrides) - set(OVERRIDES[profile])
     if unknown:
-        raise ValueError(f"unknown face feature model setting(s) {sorted(unknown)}; known: {sorted(PROFILES[profile])}")
-    return {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+        raise ValueError(f"unknown face feature model setting(s) {sorted(unknown)}; known: {sorted(OVERRIDES[profile])}")
+    return {**OVERRIDES[profile], **{k: v for k, v in overrides.items() if v is not None}}
 
 
 def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
@@ -199,7 +168,7 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
     ``arch`` / ``width`` / ``image_size`` / ``epochs`` override the profile; ``weights`` loads a VGGFace2
     pickle instead of pre-training.
     """
-    from affectlab.paths import resolve_data_root
+    from affectlab.data.roots import resolve_data_root
     from affectlab.train import cache_key, cached, profile_settings
 
     settings = _settings(profile, arch=arch, width=width, image_size=image_size, epochs=epochs)
@@ -219,12 +188,12 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
 
 
 def main(argv=None) -> int:
-    """``python -m affectlab.models.pretrain --profile quick``: build the cached face feature model now
+    """``python -m affectlab.recipes.pretrain --profile quick``: build the cached face feature model now
     (``make course`` / ``make test`` do, so that no chapter pays for it)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m affectlab.models.pretrain", description=main.__doc__)
-    p.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    p = argparse.ArgumentParser(prog="python -m affectlab.recipes.pretrain", description=main.__doc__)
+    p.add_argument("--profile", default="quick", choices=sorted(OVERRIDES))
     p.add_argument("--data-root", default=None, help="a real data root (default: the synthetic world)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
