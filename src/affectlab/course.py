@@ -58,6 +58,27 @@ class MetricRecord:
             raise ValueError(f"metric record seed must be an integer, got {self.seed!r}")
 
 
+LIBRARIES = ("torch", "torchvision", "fastai", "timm", "pytorch_grad_cam", "cv2", "sklearn", "pandas", "papermill",
+             "nbval")
+
+
+def library_versions(libraries: Sequence[str] = LIBRARIES) -> pd.Series:
+    """Python's, affectlab's and each library's version ("MISSING" when it cannot be imported): chapter 00's
+    first check that the install is complete."""
+    import importlib
+    import platform
+
+    import affectlab
+
+    versions = {"python": platform.python_version(), "affectlab": affectlab.__version__}
+    for name in libraries:
+        try:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "installed")
+        except ImportError:
+            versions[name] = "MISSING"
+    return pd.Series(versions, name="version")
+
+
 def default_metrics_dir(profile: str) -> Path:
     return runs_dir() / profile / "metrics"
 
