@@ -21,14 +21,14 @@ install: $(VENV)/.installed
 
 data: install
 	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
-	$(PY) -m affectlab.models.pretrain --profile $(PROFILE)
+	$(PY) -m affectlab.recipes.pretrain --profile $(PROFILE)
 
 course: data
 	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)   # ends with the report
 
 test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
-	$(PY) -m affectlab.models.pretrain --profile quick
+	$(PY) -m affectlab.recipes.pretrain --profile quick
 	$(PY) -m pytest tests
 	# The chapters write their metrics into a temporary runs folder, never into the user's runs/
 	AFFECTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks

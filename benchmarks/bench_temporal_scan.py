@@ -21,17 +21,18 @@ from benchmarks.timing import measure, stopwatch
 def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) -> dict:
     from affectlab.data.abaw import read_abaw_multitask
     from affectlab.data.loaders import clip_dls
+    from affectlab.data.roots import resolve_data_root
     from affectlab.models import temporal_stat as ts
-    from affectlab.models.pretrain import face_feature_model
-    from affectlab.paths import resolve_data_root
-    from affectlab.train import extract_features, make_learner, set_seed
+    from affectlab.recipes.pretrain import face_feature_model
+    from affectlab.recipes.temporal import OVERRIDES, fit_variant, scores
+    from affectlab.train import extract_features, make_learner, predict, set_seed
 
     root = resolve_data_root(None)
     tr = read_abaw_multitask(root, "train", ("EXPR", "VA"))
     va = read_abaw_multitask(root, "val", ("EXPR", "VA"))
     face = face_feature_model("quick", None, "cpu", seed)
     size = face.pretrain_info["image_size"]
-    settings = {**ts.PROFILES["quick"], "epochs": epochs}
+    settings = {**OVERRIDES["quick"], "epochs": epochs}
     out = {}
 
     # (a) cached: extract every frame once (timed, not read from the cache), then train the heads.
@@ -45,9 +46,9 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     dls = clip_dls(tr, va, s=window, stride=stride, targets=("expr", "va"), bs=64, features=tuple(feats),
                    device="cpu", seed=seed)
     with stopwatch() as heads:  # whole training runs are one-off costs: timed once, no warm-up
-        learn = ts.fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
+        learn = fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
     t_heads = heads.s
-    cached_scores = ts.scores(*ts.predict_dicts(learn, dls.valid))
+    cached_scores = scores(*predict(learn, dls.valid))
 
     # (b) end-to-end on frames: the same clips, the backbone's last stage trainable.
     set_seed(seed)
@@ -59,7 +60,7 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     with stopwatch() as e2e, learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, settings["lr"])
     t_e2e = e2e.s
-    e2e_scores = ts.scores(*ts.predict_dicts(learn, dls_img.valid))
+    e2e_scores = scores(*predict(learn, dls_img.valid))
 
     n_clips = len(dls.train.dataset)
     out.update({

@@ -58,6 +58,27 @@ class MetricRecord:
             raise ValueError(f"metric record seed must be an integer, got {self.seed!r}")
 
 
+LIBRARIES = ("torch", "torchvision", "fastai", "timm", "pytorch_grad_cam", "cv2", "sklearn", "pandas", "papermill",
+             "nbval")
+
+
+def library_versions(libraries: Sequence[str] = LIBRARIES) -> pd.Series:
+    """Python's, affectlab's and each library's version ("MISSING" when it cannot be imported): chapter 00's
+    first check that the install is complete."""
+    import importlib
+    import platform
+
+    import affectlab
+
+    versions = {"python": platform.python_version(), "affectlab": affectlab.__version__}
+    for name in libraries:
+        try:
+            versions[name] = getattr(importlib.import_module(name), "__version__", "installed")
+        except ImportError:
+            versions[name] = "MISSING"
+    return pd.Series(versions, name="version")
+
+
 def default_metrics_dir(profile: str) -> Path:
     return runs_dir() / profile / "metrics"
 
@@ -269,21 +290,21 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
     else:
         lines.append(f"- read your data at {given['data_root']} (sizes below assume the synthetic 'full' preset; "
                      "yours scale them)")
-    # (chapter, what, training images seen = epochs x images) — the paper settings of each model module.
-    from affectlab.models import facechannel, facernet, pretrain, scan, senet, temporal_stat
+    # (chapter, what, training images seen = epochs x images) — each recipe's paper settings.
+    from affectlab.recipes import settings
 
     work = []
     users = sorted(chapters.keys() & {"04", "05", "06", "07", "08"})
     if users:
-        s = pretrain.PROFILES["paper"]
+        s = settings("pretrain", "paper")
         work.append((", ".join(users), f"pre-train the face feature model ({s['arch']}, {s['image_size']} px, "
                      f"{s['epochs']} epochs over ~{static_train / 1e3:.0f}k static faces)", s["epochs"] * static_train))
     table = {
-        "03": (facechannel.PROFILES["paper"], "FaceChannel", "image_size"),
-        "04": (senet.PROFILES["paper"], "SE-ResNet-50 fine-tuning", "image_size"),
-        "05": (temporal_stat.PROFILES["paper"], "ResNet-50 + LSTM, end to end", "image_size"),
-        "06": (scan.PROFILES["paper"], "SCAN-CCI (ResNet-50)", "image_size"),
-        "07": (facernet.PROFILES["paper"], "FaceRNet's REC (frames)", "image_size"),
+        "03": (settings("facechannel", "paper"), "FaceChannel", "image_size"),
+        "04": (settings("senet50", "paper"), "SE-ResNet-50 fine-tuning", "image_size"),
+        "05": (settings("temporal", "paper"), "ResNet-50 + LSTM, end to end", "image_size"),
+        "06": (settings("scan", "paper"), "SCAN-CCI (ResNet-50)", "image_size"),
+        "07": (settings("facernet", "paper"), "FaceRNet's REC (frames)", "image_size"),
     }
     for ch, (s, what, size_key) in table.items():
         if ch in chapters:

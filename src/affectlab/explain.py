@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from affectlab.labels import EXPRESSIONS, REACTIONS
+from affectlab.train import predict
 
 METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "scorecam": ScoreCAM}
 HEADS = ("expr", "va", "au", "intensity")
@@ -219,14 +220,12 @@ def default_target_layer(model: nn.Module, example: torch.Tensor | None = None) 
 
 # ---------------------------------------------------------------------------------------------- heat maps
 def predict_frames(model: nn.Module, x: torch.Tensor, repeat: int = 1) -> dict[str, torch.Tensor]:
-    """The model's outputs on a frame batch (sequence models see each frame as a clip), without gradients."""
-    net = FrameAsClip(model, repeat) if is_sequence_model(model) else model
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = net(x.to(next(model.parameters()).device))
-    model.train(was_training)
-    return out if isinstance(out, dict) else {"expr": out}
+    """The model's outputs on a frame batch (sequence models see each frame as a clip), without gradients,
+    as float tensors on the CPU (``train.predict``, the one predict loop); a plain tensor output is "expr"."""
+    # A fresh wrapper is in training mode: give it the model's, which ``predict`` restores afterwards.
+    net = FrameAsClip(model, repeat).train(model.training) if is_sequence_model(model) else model
+    out, _ = predict(net, [(x, {})])          # one batch, no targets; on the model's device
+    return {"expr": out["out"]} if set(out) == {"out"} else out
 
 
 def cam_maps(

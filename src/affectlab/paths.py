@@ -58,13 +58,3 @@ def existing_dir(path: str | os.PathLike, what: str = "directory") -> Path:
     if not p.is_dir():
         raise NotADirectoryError(f"{what} {str(p)!r} is not a directory")
     return p.resolve()
-
-
-def resolve_data_root(data_root: str | os.PathLike | None, preset: str = "quick", seed: int = 0) -> Path:
-    """The chapters' ``data_root`` parameter: None means the synthetic world (generated on first use, a
-    no-op when it is already there) generated with ``seed``; anything else must be an existing directory."""
-    if data_root is None:
-        from affectlab.data.synth import make_world
-
-        return make_world(synthetic_root(preset, seed), preset=preset, seed=seed)
-    return existing_dir(data_root, "data_root")

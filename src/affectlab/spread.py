@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = [(s, t) for t in args.threads for s in args.seeds]
     if not args.summarise_only:
         # Worlds and face models are built first, so no two runs build the same one at once.
-        from affectlab.models.pretrain import face_feature_model
+        from affectlab.recipes.pretrain import face_feature_model
         for s in args.seeds:
             face_feature_model("quick", None, "auto", s)
         tasks = [(s, t, c) for s, t in configs for c in args.only]

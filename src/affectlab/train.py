@@ -1,8 +1,9 @@
-"""Training set-ups shared by every chapter: profiles, devices, seeds, fastai Learners, resumable fits and
-caches (of trained models and of per-frame features).
+"""What every recipe shares: the base profiles, devices, seeds, fastai Learners, resumable fits, the one
+predict loop, the one frozen-feature loop, and the caches of trained models and features.
 
-A paper's own settings (its learning rates, epochs, widths) live in that paper's model module as
-``PROFILES``; this module holds what every chapter shares.
+A paper's own settings (its learning rates, epochs, widths) are that paper's recipe's ``OVERRIDES``
+(``affectlab.recipes.<paper>``); ``affectlab.recipes.settings(paper, profile, **overrides)`` merges them
+over ``PROFILES`` here with ``merge_settings``.
 """
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def profile_settings(profile: str) -> dict:
         return dict(PROFILES[profile])
     except KeyError:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def merge_settings(base: dict, overrides: dict, given: dict | None = None, what: str = "settings") -> dict:
+    """One flat configuration: ``base`` (a profile of ``PROFILES``), then a recipe's ``overrides``, then the
+    caller's ``given`` values. A ``given`` key that neither defines is an error naming the known keys, so a
+    typo never silently trains with the default."""
+    out = {**base, **overrides}
+    unknown = sorted(set(given or {}) - set(out))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(out)}")
+    return {**out, **(given or {})}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -111,16 +123,50 @@ def cached(name: str, key: str, compute: Callable[[], dict[str, torch.Tensor]]) 
 
 
 @torch.no_grad()
-def extract_features(
-    model: nn.Module, images: Iterable[torch.Tensor], device: str | torch.device = "auto"
-) -> torch.Tensor:
-    """Run ``model`` (images -> [B, D] features) over batches of images, in eval mode, into one [N, D] tensor."""
+def features(model: nn.Module, batches: Iterable, device: str | torch.device = "auto", *,
+             cache: tuple[str, str] | None = None):
+    """The one frozen-feature loop: ``model`` in eval mode over ``batches`` (images, or tuples whose first
+    item is the input), outputs concatenated in order — a tensor, or a dict of tensors for a model that
+    returns dicts. ``cache=(name, key)`` stores the result under data/cache (``cached``); the key must hold
+    everything that determines it: the model's weights (``weights_digest``), the files (``files_key``), the
+    settings and the seed."""
+    if cache is not None:
+        name, key = cache
+        out = cached(name, key, lambda: _as_dict(features(model, batches, device)))
+        return out["features"] if set(out) == {"features"} else out
     dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
-    chunks = [model(x.to(dev)).float().cpu() for x in images]
+    chunks: list = []
+    for b in batches:
+        x = b[0] if isinstance(b, (tuple, list)) else b
+        chunks.append(model(x.to(dev)))
     model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0)
+    if not chunks:
+        return torch.empty(0)
+    # dtypes are kept (a model may return float16 maps to halve a cache)
+    if isinstance(chunks[0], dict):
+        return {k: torch.cat([c[k].detach().cpu() for c in chunks]) for k in chunks[0]}
+    return torch.cat([c.detach().cpu() for c in chunks])
+
+
+def _as_dict(x) -> dict[str, torch.Tensor]:
+    return x if isinstance(x, dict) else {"features": x}
+
+
+def extract_features(model: nn.Module, images: Iterable[torch.Tensor], device: str | torch.device = "auto"
+                     ) -> torch.Tensor:
+    """``features`` of a model that maps images to ``[B, D]`` (the name the chapters used first)."""
+    return features(model, images, device)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A short hash of a model's parameters and buffers: part of every cache key of its features."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def make_learner(
@@ -182,14 +228,22 @@ def fit_resumable(learn, epochs: int, lr, folder: str | Path, key_parts: dict, o
     return learn
 
 
-def predict(learn, dl=None) -> tuple[dict, dict]:
-    """Predictions and targets of a whole (unshuffled) loader as dicts of tensors, in dataset order.
+def predict(model, dl=None, device: str | torch.device | None = None) -> tuple[dict, dict]:
+    """The one predict loop: predictions and targets of a whole (unshuffled) loader as dicts of tensors, in
+    dataset order. ``model`` is a Learner (``dl`` defaults to its validation loader) or an ``nn.Module``;
+    batches are ``(*inputs, y)`` — frames, clips, or videos with their lengths. A model returning a tensor
+    gives ``{"out": ...}``, a plain target ``{"target": ...}``.
 
     A plain loop rather than fastai's ``get_preds``: that cannot reorder dicts and mistakes a one-head dict
     for a tuple (``detuplify``). Evaluation loaders are never shuffled, so their order is the dataset's.
     """
-    dl = dl if dl is not None else learn.dls.valid
-    model = learn.model
+    if hasattr(model, "model") and hasattr(model, "dls"):       # a fastai Learner
+        dl = dl if dl is not None else model.dls.valid
+        model = model.model
+    if dl is None:
+        raise ValueError("predict(model, dl): a plain model needs the loader to predict")
+    dev = resolve_device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     model.eval()
     preds: dict[str, list] = {}
@@ -197,7 +251,7 @@ def predict(learn, dl=None) -> tuple[dict, dict]:
     with torch.no_grad():
         for batch in dl:
             *xb, y = batch
-            out = model(*xb)
+            out = model(*(x.to(dev) if torch.is_tensor(x) else x for x in xb))
             out = out if isinstance(out, dict) else {"out": out}
             y = y if isinstance(y, dict) else {"target": y}
             for k, v in out.items():

@@ -7,7 +7,7 @@ import pytest
 from affectlab.data.report import dropped_rows
 from affectlab.data.static import expw_split, expw_splits, read_affectnet, read_expw, read_rafdb
 from affectlab.labels import INVALID_VA
-from affectlab.models.pretrain import static_corpus
+from affectlab.data.static import static_corpus
 
 from static_release_fixtures import (AFFECTNET_TRAIN, AFFECTNET_VAL, affectnet_2017, affectnet_2021,
                                      expw, rafdb_basic, rafdb_compound)

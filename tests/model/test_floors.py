@@ -13,7 +13,8 @@ from affectlab.checks import FLOORS, assert_floors, floor_failures
 from affectlab.data.abaw import read_abaw_multitask
 from affectlab.data.loaders import frame_dls
 from affectlab.models import FaceChannel, FaceRNet
-from affectlab.models.facechannel import VARIANTS, predict_heads
+from affectlab.models.facechannel import VARIANTS
+from affectlab.train import predict
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def world():
     """The chapters' own quick world (``make test`` builds it first; generated here otherwise): the tiny
     preset's few validation frames let a shuffle score anything."""
-    from affectlab.paths import resolve_data_root
+    from affectlab.data.roots import resolve_data_root
 
     return resolve_data_root(None, "quick", 0)
 
@@ -50,7 +51,7 @@ def test_an_untrained_facechannel_fails_the_chapter_03_floors(valid_frames):
     torch.manual_seed(0)
     model = FaceChannel(tasks=VARIANTS["FC"], image_size=64, width=16, dropout=0.1).eval()
     dl = frame_dls(valid.iloc[:1], valid, targets=("expr", "va"), size=64, bs=256, augment=False).valid
-    preds, targs = predict_heads(model, dl)
+    preds, targs = predict(model, dl)
     figs = facechannel_figures(preds["expr"].numpy(), preds["va"].numpy(), targs["expr"].numpy(),
                                targs["va"].numpy())
     assert floor_failures(figs, FLOORS["facechannel"]), figs

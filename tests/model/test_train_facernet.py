@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from affectlab.labels import AUS_17, REACTIONS
-from affectlab.models.facernet import REC, FaceRNet, FaceRNetLoss, RECLoss, partial_annotation
+from affectlab.models.facernet import REC, FaceRNet, FaceRNetLoss, RECLoss
+from affectlab.recipes.facernet import partial_annotation
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,8 @@ def test_facernet_trains_through_fastai_with_video_batches():
     from fastai.data.load import DataLoader
 
     from affectlab.metrics import reaction_pearson
-    from affectlab.models.facernet import predict_videos, train_facernet
+    from affectlab.recipes.facernet import train_facernet
+    from affectlab.train import predict
 
     # 20 epochs: over torch seeds 0-7 the trained ρ ranged 0.49-0.71 (4 epochs: 0.07-0.42, too close to any floor)
     torch.manual_seed(0)
@@ -71,7 +73,8 @@ def test_facernet_trains_through_fastai_with_video_batches():
     dls = DataLoaders(DataLoader(items[:24], bs=8, shuffle=True), DataLoader(items[24:], bs=8), device="cpu")
     dls.n_inp = 2
     learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), epochs=20, lr=3e-3, device="cpu")
-    preds, targs = predict_videos(learn.model, dls.train.new(shuffle=False, drop_last=False))
+    preds, targs = predict(learn, dls.train.new(shuffle=False, drop_last=False))
+    preds, targs = preds["intensity"], targs["intensity"]
     assert preds.shape == (24, 7) and torch.equal(targs, y["intensity"][:24])
     assert reaction_pearson(targs, preds) > 0.3
 
@@ -88,7 +91,7 @@ def test_partial_annotation_hides_whole_tasks_per_video():
 
 
 def test_rec_heads_fit_on_cached_trunk_features():
-    from affectlab.models.facernet import fit_rec_heads
+    from affectlab.recipes.facernet import fit_rec_heads
 
     class Trunk(torch.nn.Sequential):
         feature_dim = 12
@@ -104,3 +107,28 @@ def test_rec_heads_fit_on_cached_trunk_features():
     fit_rec_heads(rec, z, y, dm_weight=1.0, epochs=40, lr=1e-2, bs=16)
     after = RECLoss()(rec.heads_forward(z), y).item()
     assert after < 0.7 * before
+
+
+def test_frame_embeddings_are_cached_by_trunk_weights_and_files(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import affectlab.train as train
+    from affectlab.recipes.facernet import frame_embeddings
+
+    monkeypatch.setattr(train, "cache_dir", lambda: tmp_path)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"f{i}.png")
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(paths[-1])
+    torch.manual_seed(0)
+    trunk = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4))
+    plain = frame_embeddings(trunk, paths, 16, "cpu", batch=2)
+    assert plain.shape == (5, 4) and not list(tmp_path.glob("*.pt"))
+    first = frame_embeddings(trunk, paths, 16, "cpu", batch=2, cache="emb")
+    assert torch.equal(first, plain) and len(list(tmp_path.glob("emb-*.pt"))) == 1
+    assert torch.equal(frame_embeddings(trunk, paths, 16, "cpu", cache="emb"), plain)   # read back
+    with torch.no_grad():
+        trunk[1].bias += 1                                  # other weights: another key, new rows
+    assert not torch.equal(frame_embeddings(trunk, paths, 16, "cpu", cache="emb"), plain)
+    assert len(list(tmp_path.glob("emb-*.pt"))) == 2

@@ -7,7 +7,8 @@ from torch import nn
 
 from affectlab.models import FaceChannel, FaceChannelS, SENet50Classifier
 from affectlab.models.facechannel import facechannel_loss
-from affectlab.models.senet import paper_learner, paper_sgd, senet_loss
+from affectlab.models.senet import senet_loss
+from affectlab.recipes.senet import paper_learner, paper_sgd
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from affectlab.models.scan import SCANCCI, PlainResNet, param_groups, scancci_loss
+from affectlab.models.scan import SCANCCI, PlainResNet, scancci_loss
 from affectlab.models.temporal_stat import TemporalStatNet, temporal_loss
+from affectlab.recipes.scan import param_groups
 
 
 def _steps(model, loss_fn, x, y, n, lr, params=None):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectlab.models.pretrain import data_fingerprint
+from affectlab.recipes.pretrain import data_fingerprint
 
 OLD = 1_000_000_000_000_000_000   # a fixed past mtime (ns), so a change never lands in the same clock tick
 

@@ -5,7 +5,8 @@ import torch
 from affectlab.models import FaceChannel, FaceChannelS, SENet50Classifier
 from affectlab.models.backbones import Backbone, backbone_stages, feature_taps, freeze_all_but
 from affectlab.models.facechannel import VARIANTS, count_parameters, facechannel_loss
-from affectlab.models.senet import senet_loss, senet_splitter
+from affectlab.models.senet import senet_loss
+from affectlab.recipes.senet import senet_splitter
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -122,3 +123,30 @@ def test_senet_loss_weights_change_the_loss():
     plain = senet_loss()(logits, y)
     weighted = senet_loss(torch.tensor([1.0, 20, 30, 1, 1, 1, 1]))(logits, y)
     assert torch.isfinite(plain) and torch.isfinite(weighted) and not torch.isclose(plain, weighted)
+
+
+def test_facechannel_recipe_rows_budget_and_scores():
+    import numpy as np
+    import pandas as pd
+
+    from affectlab.recipes import facechannel as recipe
+
+    df = pd.DataFrame({"video": ["a"] * 5 + ["b"] * 4, "i": range(9)})
+    assert recipe.validation_rows(df, 3).i.tolist() == [2, 7]      # the last of every 3 frames, per video
+    rng = np.random.default_rng(0)
+    drawn = recipe.budget(df, 4, rng)
+    assert len(drawn) == 4 and drawn.i.is_monotonic_increasing and recipe.budget(df, None, rng) is df
+    logits = torch.eye(7)[[0, 1, 1, 2]]
+    targs = {"expr": torch.tensor([0, 1, -1, 2]), "va": torch.tensor([[0.5, 0.1], [-5.0, -5.0], [0.2, 0.3], [-0.4, 0.9]])}
+    figs = recipe.evaluate({"expr": logits, "va": targs["va"].clone()}, targs)
+    assert figs["f1"] == pytest.approx(3 / 7) and figs["accuracy"] == 1.0          # the unlabelled row left out
+    assert figs["ccc_valence"] == pytest.approx(1.0) and figs["ccc_arousal"] == pytest.approx(1.0)
+    assert set(recipe.evaluate({"expr": logits}, targs)) == {"f1", "accuracy"}   # a variant scores its heads only
+
+
+def test_senet_recipe_scores_per_class():
+    from affectlab.recipes import senet as recipe
+
+    figs = recipe.scores([0, 1, 2, 0], [0, 1, 1, 0])
+    assert figs["accuracy"] == 0.75 and figs["f1_Neutral"] == 1.0 and figs["f1_Fear"] == 0.0
+    assert set(figs) >= {"f1", "accuracy", "expr_score"}

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from affectlab.models.scan import (
-    SCANCCI, CachedMaps, CCIBranch, LocalGlobalAttention, PlainResNet, SpatioChannelAttention, epoch_decay,
-    param_groups, patch_bounds, patch_grid, scancci_loss)
+    SCANCCI, CachedMaps, CCIBranch, LocalGlobalAttention, MapsOf, PlainResNet, SpatioChannelAttention,
+    patch_bounds, patch_grid, scancci_loss)
+from affectlab.recipes.scan import epoch_decay, param_groups
 
 
 def test_patch_bounds_follow_the_authors_split_at_28():
@@ -78,6 +79,21 @@ def test_cached_maps_path_equals_the_image_path():
             torch.testing.assert_close(CachedMaps(model)(*model.maps(x))["expr"], model(x)["expr"])
     with pytest.raises(ValueError, match="freeze_through"):
         SCANCCI("resnet18", freeze_through="layer2")
+
+
+def test_maps_are_stored_as_float16_and_read_back_by_cached_maps():
+    from affectlab.train import features
+
+    torch.manual_seed(0)
+    model = SCANCCI("resnet18", shared_local=True, freeze_through="conv4_x").eval()
+    x = torch.randn(3, 3, 64, 64)
+    maps = features(MapsOf(model), [x[:2], x[2:]], "cpu")   # the recipe's cache: one loop, dtypes kept
+    assert maps["conv3"].dtype == maps["conv4"].dtype == torch.float16
+    with torch.no_grad():
+        fu, fl = model.maps(x)
+        torch.testing.assert_close(maps["conv3"], fu.half())
+        torch.testing.assert_close(CachedMaps(model)(maps["conv3"], maps["conv4"])["expr"], model(x)["expr"],
+                                   atol=2e-2, rtol=2e-2)
 
 
 def test_cci_has_k_independent_block_classifiers():

@@ -522,3 +522,20 @@ def read_expw(root: str | os.PathLike, split: str) -> pd.DataFrame:
     df = _frame(records, ["path", "expr", "face_id", "confidence", *BOX_COLUMNS], drops)
     df.attrs["split_rule"] = rule
     return df
+
+
+def static_corpus(root: str | os.PathLike, split: str) -> pd.DataFrame:
+    """AffectNet + RAF-DB + ExpW rows of ``split`` under ``root`` (whichever exist), with a ``source``
+    column; valence / arousal only where AffectNet gives them (NaN -> the -5 sentinel in the loader)."""
+    root = Path(root)
+    frames = []
+    for name, reader in (("affectnet", read_affectnet), ("rafdb", read_rafdb), ("expw", read_expw)):
+        sub = root / name if (root / name).is_dir() else root
+        try:
+            df = reader(sub, split)
+        except FileNotFoundError:
+            continue
+        frames.append(df.assign(source=name))
+    if not frames:
+        raise FileNotFoundError(f"{root}: no AffectNet, RAF-DB or ExpW corpus found for pre-training")
+    return pd.concat(frames, ignore_index=True)

@@ -1,7 +1,9 @@
 """The papers' models, one module per paper, sharing ``backbones``.
 
     from affectlab.models import FaceChannel, FaceChannelS, SENet50Classifier, TemporalStatNet, SCANCCI, REC, FaceRNet
-    from affectlab.models.pretrain import face_feature_model   # the course's pre-trained face backbone
+
+Modules and their losses only: training, data and caching live in ``affectlab.recipes`` (the course's
+pre-trained face backbone: ``affectlab.recipes.pretrain.face_feature_model``).
 
 Names are imported lazily (PEP 562): ``import affectlab.models`` stays cheap, and a model whose module
 fails to import only fails when that model is asked for, with the module named in the error.
@@ -19,7 +21,7 @@ _EXPORTS = {
     "SCANCCI": "scan",
     "REC": "facernet",
     "FaceRNet": "facernet",
-    "face_feature_model": "pretrain",
+    "PretrainNet": "pretrain",
     "make_backbone": "backbones",
     "backbone_stages": "backbones",
     "load_vggface2": "backbones",

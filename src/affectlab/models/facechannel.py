@@ -20,6 +20,8 @@ Variants of the paper's Table I: ``tasks=("arousal",)`` is FC_A, ``("valence",)`
 all three the joint FC; the same for FC-S. A variant returns only its heads: ``"expr"`` logits ``[B, 7]``
 and/or ``"va"`` ``[B, 2]`` (valence, arousal). A one-dimension variant fills the column it does not predict
 with zeros (no parameters, no gradient) so the course's VA metrics and losses keep one shape.
+
+The paper's settings, data preparation and training: ``affectlab.recipes.facechannel``.
 """
 from __future__ import annotations
 
@@ -33,18 +35,6 @@ from affectlab.losses import MultiTaskLoss, masked_cross_entropy, masked_mse
 
 TASKS = ("arousal", "valence", "expr")
 VARIANTS = {"FC_A": ("arousal",), "FC_V": ("valence",), "FC_E": ("expr",), "FC": TASKS}
-
-# The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
-# quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
-PROFILES = {
-    # quick: 15 epochs of 2,000 frames. With 5 epochs of 2,400 the validation loss still fell fast at the
-    # end and seeds 1 and 2 stayed at chance; the paper's dropout (0.25 per block, 0.5 dense) starves a
-    # quarter-width network, so quick uses 0.1 (0.05 per block): every seed and thread count tried learns.
-    "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=15, lr=1e-2,
-                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000),
-    "paper": dict(image_size=120, width=64, dropout=0.5, seq_len=10, batch_size=1024, epochs=30, lr=0.0155,
-                  momentum=0.74, seq_epochs=30, seq_lr=1e-3, max_train_frames=None),
-}
 
 
 class ShuntingInhibition(nn.Module):
@@ -229,27 +219,6 @@ def facechannel_loss(tasks=TASKS, expr_weight: torch.Tensor | None = None) -> Mu
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """The model's parameter count (only those that train with ``trainable_only``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
-
-@torch.no_grad()
-def predict_heads(model: nn.Module, dl, device=None) -> tuple[dict, dict]:
-    """Predictions and targets of an unshuffled loader as dicts of CPU tensors, in loader order.
-
-    A plain loop instead of fastai's ``get_preds``, which fails on a dict output with a single head (its
-    ``detuplify`` indexes the dict with 0) — e.g. FC_A's ``{"va"}`` or the classifier's ``{"expr"}``.
-    """
-    was_training = model.training
-    model.eval()
-    if device is not None:
-        model.to(device)
-    dev = next(model.parameters()).device
-    preds, targs = {}, {}
-    for *xs, y in dl:
-        out = model(*[x.to(dev) for x in xs])
-        for k, v in out.items():
-            preds.setdefault(k, []).append(v.float().cpu())
-        for k, v in y.items():
-            targs.setdefault(k, []).append(v.cpu())
-    model.train(was_training)
-    return {k: torch.cat(v) for k, v in preds.items()}, {k: torch.cat(v) for k, v in targs.items()}

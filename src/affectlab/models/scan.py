@@ -15,6 +15,9 @@ bias; [V_l, V_g] is L2-normalised before its classifier; ECA's 1-D kernel has si
 256-unit block classifier across the four blocks; we give each block its own, as the paper's text says.
 The 25-patch grid generalises the authors' 28×28 split (four 6-wide rows/columns, then the 4-wide rest) to
 any map size (see ``patch_bounds``).
+
+The settings, the cached maps, the optimiser (two learning rates, ×0.95 per epoch) and the fit are the
+recipe's: ``affectlab.recipes.scan``.
 """
 from __future__ import annotations
 
@@ -27,23 +30,8 @@ from torch import nn
 from affectlab.labels import EXPRESSIONS
 from affectlab.losses import masked_cross_entropy
 
-__all__ = ["PROFILES", "patch_bounds", "patch_grid", "SpatioChannelAttention", "LocalGlobalAttention",
-           "CCIBranch", "SCANCCI", "PlainResNet", "CachedMaps", "scancci_loss", "param_groups",
-           "epoch_decay"]
-
-PROFILES: dict[str, dict] = {
-    # CPU: ResNet-18 at 64 px (conv3_x is 128×8×8, conv4_x 256×4×4); the pre-trained backbone frozen through
-    # conv4_x and its maps cached, so only SCAN + CCI (and the baseline's conv5_x + classifier) train; one SCAN
-    # shared by the 25 patches (the authors' code has this variant too), run as one batch per patch shape.
-    "quick": dict(backbone="resnet18", image_size=64, m=25, k=4, lam=0.2, hidden=256, shared_local=True,
-                  freeze_through="conv4_x", epochs=10, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
-                  weight_decay=1e-3, batch_size=64),
-    # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
-    # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
-    "paper": dict(backbone="resnet50", image_size=224, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
-                  freeze_through=None, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
-                  weight_decay=1e-3, batch_size=64),
-}
+__all__ = ["patch_bounds", "patch_grid", "SpatioChannelAttention", "LocalGlobalAttention",
+           "CCIBranch", "SCANCCI", "PlainResNet", "MapsOf", "CachedMaps", "scancci_loss"]
 
 
 def patch_bounds(n: int, parts: int) -> list[tuple[int, int]]:
@@ -256,6 +244,19 @@ class PlainResNet(_ResNetMixin, nn.Module):
         return list(self.fc.parameters())
 
 
+class MapsOf(nn.Module):
+    """``forward(images) = {"conv3": conv3_x, "conv4": conv4_x}`` of a SCANCCI / PlainResNet, as float16 (half
+    the size of a cache of maps): what ``CachedMaps`` trains on."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fu, fl = self.model.maps(x)
+        return {"conv3": fu.half(), "conv4": fl.half()}
+
+
 class CachedMaps(nn.Module):
     """Train a SCANCCI / PlainResNet on cached maps: ``forward(conv3_x, conv4_x) = model.forward_maps(...)``
     (only valid when the backbone is frozen through conv4_x, so the cached maps are what it would compute)."""
@@ -284,82 +285,3 @@ def scancci_loss(lam: float = 0.2, weight: torch.Tensor | None = None):
         return lam * l_u + (1 - lam) * l_cci
 
     return loss
-
-
-def param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
-    """fastai splitter: [backbone, heads] — the paper's two learning rates (1e-4 backbone, 1e-3 SCAN + CCI).
-    Accepts the model itself or a ``CachedMaps`` around it; frozen parameters are left out."""
-    inner = model.model if isinstance(model, CachedMaps) else model
-    head_ids = {id(p) for p in inner.head_parameters()}
-    trainable = [p for p in inner.parameters() if p.requires_grad]
-    return [[p for p in trainable if id(p) not in head_ids], [p for p in trainable if id(p) in head_ids]]
-
-
-def epoch_decay(lrs, epochs: int, gamma: float = 0.95):
-    """A fastai ``ParamScheduler`` schedule: the learning rates × γ after every epoch (pct runs 0 → 1)."""
-    import numpy as np
-
-    base = np.asarray(lrs, dtype=float)
-
-    def sched(pct: float):
-        return base * gamma ** min(int(pct * epochs), epochs - 1)
-
-    return sched
-
-
-# --- the quick profile: heads trained on cached (conv3_x, conv4_x) maps ---------------------------------------
-
-@torch.no_grad()
-def extract_maps(model: nn.Module, batches, device="auto") -> dict[str, torch.Tensor]:
-    """The frozen backbone's (conv3_x, conv4_x) maps of image batches, stored as float16 to halve the cache."""
-    from affectlab.train import resolve_device
-
-    dev = resolve_device(device)
-    model.eval().to(dev)
-    c3, c4 = [], []
-    for x in batches:
-        fu, fl = model.maps(x.to(dev))
-        c3.append(fu.half().cpu())
-        c4.append(fl.half().cpu())
-    return {"conv3": torch.cat(c3), "conv4": torch.cat(c4)}
-
-
-def maps_dls(train: dict, valid: dict, bs: int = 64, sampler=None, device="cpu", seed: int = 0):
-    """fastai DataLoaders of ``(conv3_x, conv4_x, {"expr": y})`` batches from cached maps (``n_inp`` = 2);
-    ``train`` / ``valid`` hold ``conv3``, ``conv4`` and ``expr``. ``sampler``: e.g. the imbalanced sampler."""
-    from fastai.data.core import DataLoaders
-
-    from affectlab.data.loaders import AffectDataLoader, BatchSource
-
-    def source(d):
-        return BatchSource(len(d["expr"]), lambda idx: (d["conv3"][idx], d["conv4"][idx]),
-                           {"expr": d["expr"]}, n_inp=2)
-
-    tr, va = source(train), source(valid)
-    dls = DataLoaders(
-        AffectDataLoader(tr, bs=bs, shuffle=True, drop_last=len(tr) > bs, sampler=sampler, seed=seed, device=device),
-        AffectDataLoader(va, bs=2 * bs, shuffle=False, seed=seed, device=device), device=device)
-    dls.n_inp = 2
-    return dls
-
-
-def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int = 0):
-    """The paper's optimisation: SGD (momentum 0.9, weight decay 1e-3) with two learning rates — backbone and
-    SCAN + CCI — each × 0.95 after every epoch; loss λ·L_u + (1 − λ)·Σ L_i. Trains on cached maps when the
-    model is frozen through conv4_x (``dls`` from ``maps_dls``), else end-to-end on images."""
-    from functools import partial
-
-    from fastai.callback.schedule import ParamScheduler
-    from fastai.optimizer import SGD
-
-    from affectlab.train import make_learner, set_seed
-
-    set_seed(seed)
-    net = CachedMaps(model) if getattr(dls, "n_inp", 1) == 2 else model
-    learn = make_learner(dls, net, scancci_loss(settings["lam"]), device=device, splitter=param_groups,
-                         opt_func=partial(SGD, mom=settings["momentum"], wd=settings["weight_decay"]))
-    lrs = [settings["lr_backbone"], settings["lr_heads"]]
-    sched = ParamScheduler({"lr": epoch_decay(lrs, settings["epochs"], settings["decay"])})
-    with learn.no_bar(), learn.no_logging():
-        learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
-    return learn

@@ -14,7 +14,8 @@ branches on and off; the paper's best numbers come from the average fusion of th
 
 The model runs on images ``[B, s, 3, H, W]`` (end-to-end: only the backbone's last stage and the heads
 learn) or on cached per-frame features ``[B, s, D]`` (the frozen face model run once over every frame;
-`benchmarks/bench_temporal_scan.py` measures the gain) — the same heads either way.
+`benchmarks/bench_temporal_scan.py` measures the gain) — the same heads either way. The settings, the
+feature cache, the fit and the scores are the recipe's: ``affectlab.recipes.temporal``.
 """
 from __future__ import annotations
 
@@ -27,18 +28,8 @@ from torch import nn
 from affectlab.labels import EXPRESSIONS, INVALID_VA
 from affectlab.losses import MultiTaskLoss, masked_ccc_loss, masked_cross_entropy
 
-__all__ = ["PROFILES", "VARIANTS", "Variant", "TemporalStatNet", "stat_pool", "va5_target", "va5_mse",
+__all__ = ["VARIANTS", "Variant", "TemporalStatNet", "stat_pool", "va5_target", "va5_mse",
            "temporal_loss", "average_fusion", "freeze_all_but_last_stage"]
-
-PROFILES: dict[str, dict] = {
-    # CPU: resnet18 features at 64 px (cached), small heads, a 16-frame window, heads trained on the cache.
-    "quick": dict(backbone="resnet18", image_size=64, window=16, lstm_hidden=128, lstm_layers=1, dense=256,
-                  dropout=0.2, epochs=3, lr=3e-3, batch_size=128, end_to_end=False),
-    # The paper: VGGFace2 ResNet-50 (2048-d), 1024-unit bidirectional LSTM, a 16- or 32-frame window,
-    # learning rate 1e-4, the last stage fine-tuned end-to-end. Dense widths are not given; 512 is ours.
-    "paper": dict(backbone="resnet50", image_size=224, window=16, lstm_hidden=1024, lstm_layers=2, dense=512,
-                  dropout=0.2, epochs=10, lr=1e-4, batch_size=64, end_to_end=True),
-}
 
 
 @dataclass(frozen=True)
@@ -200,82 +191,3 @@ def average_fusion(outputs: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     if vas:
         fused["va"] = torch.stack(vas).mean(0)
     return fused
-
-
-# --- training on cached per-frame features ------------------------------------------------------
-
-def weights_digest(model: nn.Module) -> str:
-    """A short hash of a model's weights, so cached features are rebuilt when the face model changes."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int = 256, data_key: str = "") -> torch.Tensor:
-    """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
-    and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
-    from affectlab.data.loaders import frame_dls
-    from affectlab.train import cache_key, cached, extract_features, files_key
-
-    # files_key: a frame replaced under the same name (new size or mtime) invalidates the features
-    key = cache_key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
-
-    def compute():
-        # damaged="raise": a dropped frame would shift every later feature row against df
-        dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
-        return {"features": extract_features(face_model, (b[0] for b in dl), device)}
-
-    return cached("temporal-frame-features", key, compute)["features"]
-
-
-@torch.no_grad()
-def predict_dicts(learn, dl) -> tuple[dict, dict]:
-    """Predictions and targets of an unshuffled loader as dicts of CPU tensors, in dataset order.
-
-    (fastai's ``get_preds`` turns a dict with a single head, e.g. ``{"expr": ...}``, into an error when it
-    "detuplifies" it, so this loops over the loader itself.)"""
-    model = learn.model
-    was_training = model.training
-    model.eval()
-    preds, targs = {}, {}
-    for *xs, y in dl:
-        for k, v in model(*xs).items():
-            preds.setdefault(k, []).append(v.float().cpu())
-        for k, v in y.items():
-            targs.setdefault(k, []).append(v.cpu())
-    model.train(was_training)
-    return ({k: torch.cat(v) for k, v in preds.items()}, {k: torch.cat(v) for k, v in targs.items()})
-
-
-def fit_variant(variant: int, dls, settings: dict, feature_dim: int, device="auto", seed: int = 0):
-    """Train one Table I variant on clip batches (cached features) with the paper's loss; returns the Learner."""
-    from affectlab.train import make_learner, set_seed
-
-    set_seed(seed)
-    model = TemporalStatNet(variant, feature_dim, lstm_hidden=settings["lstm_hidden"],
-                            lstm_layers=settings["lstm_layers"], dense=settings["dense"], dropout=settings["dropout"])
-    learn = make_learner(dls, model, temporal_loss(variant), device=device)
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(settings["epochs"], settings["lr"])
-    return learn
-
-
-def scores(preds: dict, targs: dict) -> dict[str, float]:
-    """The paper's Table II columns over the whole evaluation set (frames with a valid label only)."""
-    from affectlab.metrics import abaw_expr_score, accuracy, ccc, f1_macro
-
-    out = {}
-    keep = targs["expr"] >= 0
-    y, p = targs["expr"][keep].numpy(), preds["expr"][keep].argmax(-1).numpy()
-    out.update(accuracy=accuracy(y, p), f1=f1_macro(y, p, labels=range(len(EXPRESSIONS))),
-               expr_score=abaw_expr_score(y, p))
-    if "va" in preds:
-        keep = (targs["va"] != INVALID_VA).all(-1)
-        t, q = targs["va"][keep].numpy(), preds["va"][keep].float().numpy()
-        out.update(ccc_arousal=ccc(t[:, 1], q[:, 1]), ccc_valence=ccc(t[:, 0], q[:, 0]))
-        out["va_score"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
-    return out

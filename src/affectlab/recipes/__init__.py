@@ -1,0 +1,74 @@
+"""One recipe per paper: its profile overrides, data preparation, fit and scoring, written against
+``affectlab.train``. Chapters and commands ask for a paper's settings here:
+
+    from affectlab.recipes import settings, start
+    S = settings("facechannel", "quick", epochs=20)   # one flat, printable configuration
+    run = start("facechannel", profile, data_root, device, seed)   # seeded; run.S, run.root, run.device
+
+Layers (no arrow back): ``labels``, ``metrics``, ``losses`` -> ``data`` -> ``models`` (modules and their
+losses only) -> ``train`` -> ``recipes`` -> chapters, the course runner and commands.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# recipe name -> (module under affectlab.recipes, the paper it follows)
+RECIPES: dict[str, tuple[str, str]] = {
+    "pretrain": ("pretrain", "The course's face feature model (stand-in for VGGFace2 / AffectNet pre-training)"),
+    "facechannel": ("facechannel", "Barros & Sciutti: The FaceChannelS (FaceChannel and FaceChannelS)"),
+    "senet50": ("senet", "SE-ResNet-50 fine-tuning on AffectNet / RAF-DB / ExpW (ABAW expressions)"),
+    "temporal": ("temporal", "Do et al.: multi-task temporal statistical model (ABAW)"),
+    "scan": ("scan", "Gera & Balasubramanian: spatio-channel attention + complementary context (SCAN+CCI)"),
+    "facernet": ("facernet", "Kollias et al.: FaceRNET, reaction intensity estimation"),
+}
+
+
+def recipe(paper: str):
+    """The recipe module of ``paper`` (a key of ``RECIPES``)."""
+    if paper not in RECIPES:
+        raise ValueError(f"unknown paper {paper!r}; choose one of {sorted(RECIPES)}")
+    return importlib.import_module(f"affectlab.recipes.{RECIPES[paper][0]}")
+
+
+def settings(paper: str | None, profile: str = "quick", **overrides) -> dict:
+    """One flat configuration for ``paper`` under ``profile``: the base profile (``train.PROFILES``), then
+    the recipe's ``OVERRIDES[profile]``, then ``overrides`` (an unknown key is an error naming the known).
+    ``paper=None``: the base profile alone (the chapters that train no paper's model)."""
+    from affectlab.train import merge_settings, profile_settings
+
+    base = profile_settings(profile)
+    own = recipe(paper).OVERRIDES[profile] if paper is not None else {}
+    return {"paper": paper or "course", "profile": profile,
+            **merge_settings(base, own, overrides, f"{paper or 'course'} setting(s)")}
+
+
+@dataclass
+class Run:
+    """What a chapter's set-up cell needs: the flat settings, the data root, the device, where the data
+    came from, and when the chapter started."""
+    S: dict
+    root: Path
+    device: str
+    data: str
+    seed: int
+    started: float = field(default_factory=time.time)
+
+    def __repr__(self) -> str:
+        return (f"{self.S['paper']} · profile={self.S['profile']} · device={self.device} · seed={self.seed} · "
+                f"data={self.data} ({self.root.name})")
+
+
+def start(paper: str | None, profile: str = "quick", data_root=None, device="auto", seed: int = 0, **overrides) -> Run:
+    """A chapter's set-up in one call: settings, seeds set, the data root resolved (the synthetic world of
+    the profile's preset when ``data_root`` is None), the device resolved."""
+    from affectlab.data.roots import resolve_data_root
+    from affectlab.train import resolve_device, set_seed
+
+    S = settings(paper, profile, **overrides)
+    dev = str(resolve_device(device))
+    set_seed(seed)
+    root = resolve_data_root(data_root, S["preset"], seed)
+    return Run(S, root, dev, "synthetic" if data_root is None else "real", seed)

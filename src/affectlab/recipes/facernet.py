@@ -1,0 +1,191 @@
+"""FaceRNET (Kollias, Psaroudakis, Arsenos & Theofilou, 2023): the recipe of chapter 07.
+
+The modules and losses (``REC``, ``RECLoss``, ``FaceRNet``, ``FaceRNetLoss``, ``MaskLayer``) live in
+``affectlab.models.facernet``; here are the paper's settings, REC's frames (Aff-Wild2 with 17 AUs) and their
+partial annotation, the cached trunk embeddings, and the fits of REC, of its heads and of FaceRNet.
+
+    from affectlab.recipes import facernet as recipe, settings
+    S = settings("facernet", "quick")
+    rec = recipe.fit_rec_heads(REC(trunk=trunk), recipe.frame_embeddings(trunk, paths, 64, cache="..."), ...)
+    learn = recipe.train_facernet(dls, FaceRNet(t=S["t"]), "pearson", S["epochs"], S["lr"])
+    preds, targs = affectlab.train.predict(learn, dls.valid)      # {"intensity": [N, 7]} each
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from affectlab.labels import AUS_17
+from affectlab.models.facernet import REC, FaceRNetLoss, RECLoss, rec_representations
+
+OVERRIDES: dict[str, dict] = {
+    # CPU, chapter 07 in <= 3 minutes: a narrow REC at 48 px on every 2nd frame, short videos, few epochs.
+    "quick": dict(image_size=48, rec_width=16, rec_epochs=4, rec_lr=5e-3, rec_batch_size=64, rec_frame_stride=2,
+                  head_epochs=30, head_lr=3e-3,
+                  label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
+                  # Batch 16, 6 epochs: the Pearson loss is a correlation within the batch (8 videos made it
+                  # noisy), and with 8 epochs the validation ρ peaked by epoch 2-3 and then fell.
+                  t=160, hidden=128, dense=32, batch_size=16, epochs=6, lr=3e-3, lr_end_to_end=1e-4),
+    # The paper's section 3.3: 112 px, t = 480, batch 4, Adam 1e-4 from scratch and 1e-5 end to end.
+    "paper": dict(image_size=112, rec_width=64, rec_epochs=20, rec_lr=1e-4, rec_batch_size=256, rec_frame_stride=1,
+                  head_epochs=30, head_lr=1e-3,
+                  label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
+                  t=480, hidden=128, dense=32, batch_size=4, epochs=30, lr=1e-4, lr_end_to_end=1e-5),
+}
+
+
+# --- REC's frames -----------------------------------------------------------------------------------------
+
+def rec_frames(root, split: str, au_threshold: float = 0.35) -> pd.DataFrame:
+    """Aff-Wild2 frames with ``expr``, ``valence``, ``arousal`` and REC's 17 AUs (``AUS_17``; -1 = no label).
+
+    Real Aff-Wild2 annotates 12 (or 8) of the 17 AUs: those are used and the others stay -1. The synthetic
+    world also keeps every frame's true 17 AU intensities in a side file: there they are binarised at the
+    world's annotation threshold, so all 17 AUs have labels."""
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.data.synth import read_ground_truth
+
+    df = read_abaw_multitask(root, split)
+    try:
+        truth = read_ground_truth(root, split)
+    except FileNotFoundError:  # a real dataset: only its annotated AUs
+        truth = None
+    if truth is not None:
+        df = df.drop(columns=[c for c in df.attrs.get("aus", ()) if c in df])
+        au = truth[["video", "frame"]].assign(**{a: (truth[a] >= au_threshold).astype(int) for a in AUS_17})
+        df = df.merge(au, on=["video", "frame"], how="left")
+    for a in AUS_17:
+        df[a] = df[a].fillna(-1).astype(int) if a in df else -1
+    return pd.DataFrame(df)
+
+
+def partial_annotation(df: pd.DataFrame, shares: dict[str, float], seed: int = 0) -> pd.DataFrame:
+    """Hide labels per video, as when REC trains on several corpora that each annotate some tasks (EmotioNet
+    only AUs, AffectNet no AUs): ``shares = {"au": .2, "expr": .6, "va": .6}`` keeps each task's labels on
+    that share of the videos (drawn independently per task) and writes the sentinels elsewhere."""
+    rng = np.random.default_rng(seed)
+    videos = df["video"].unique()
+    out = df.copy()
+    cols = {"au": list(AUS_17), "expr": ["expr"], "va": ["valence", "arousal"]}
+    sentinel = {"au": -1, "expr": -1, "va": -5.0}
+    for task, share in shares.items():
+        hidden = videos[rng.random(len(videos)) >= share]
+        out.loc[out["video"].isin(hidden), cols[task]] = sentinel[task]
+    return out
+
+
+def frame_targets(df) -> dict[str, torch.Tensor]:
+    """REC's targets of ``rec_frames`` rows, with the sentinels where a label is missing."""
+    return {"expr": torch.tensor(df["expr"].to_numpy(), dtype=torch.long),
+            "va": torch.tensor(df[["valence", "arousal"]].to_numpy(), dtype=torch.float32),
+            "au": torch.tensor(df[list(AUS_17)].to_numpy(), dtype=torch.float32)}
+
+
+# --- REC: whole CNN, or heads on cached trunk embeddings ---------------------------------------------------
+
+def _fit(learn, epochs, lr, quiet):
+    if quiet:  # ablation loops: no progress bars or epoch tables in the chapter's output
+        with learn.no_bar(), learn.no_logging():
+            learn.fit_one_cycle(epochs, lr)
+    else:
+        learn.fit_one_cycle(epochs, lr)
+
+
+def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", device="auto", seed: int = 0,
+              quiet: bool = False):
+    """Train a whole REC CNN with L_REC (``dm_weight=0``: without L_DM); returns the fastai Learner."""
+    from affectlab.data.loaders import frame_dls
+    from affectlab.metrics import au_f1, expr_f1, va_score
+    from affectlab.recipes import settings
+    from affectlab.train import make_learner, resolve_device, set_seed
+
+    S = settings("facernet", profile)
+    set_seed(seed)
+    dls = frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=S["image_size"],
+                    bs=S["rec_batch_size"], aus=AUS_17, device=str(resolve_device(device)), seed=seed)
+    learn = make_learner(dls, REC(width=S["rec_width"]), RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()],
+                         device=device)
+    _fit(learn, S["rec_epochs"], S["rec_lr"], quiet)
+    return learn
+
+
+def _normalised_frames(paths: list[str], size: int, device, batch: int):
+    """The frames at ``paths`` decoded at ``size`` px, in batches normalised as every course model's input
+    (``data.loaders.MEAN/STD``). A generator: a cache hit decodes nothing."""
+    from affectlab.data.loaders import MEAN, STD, image_store
+    from affectlab.train import resolve_device
+
+    dev = resolve_device(device)
+    store = image_store(paths, [None] * len(paths), size)
+    mean, std = MEAN.to(dev)[:, None, None], STD.to(dev)[:, None, None]
+    for i in range(0, len(paths), batch):
+        x = torch.from_numpy(store.get(torch.arange(i, min(i + batch, len(paths))).numpy()))
+        yield (x.to(dev).permute(0, 3, 1, 2).float() / 255 - mean) / std
+
+
+def frame_embeddings(trunk: nn.Module, paths: Sequence[str], size: int, device="auto", batch: int = 256,
+                     cache: str | None = None) -> torch.Tensor:
+    """``trunk`` (images -> [B, D]) over the frames at ``paths`` (decoded at ``size`` px), in eval mode ->
+    [N, D], through ``train.features``. ``cache="name"`` stores them under data/cache, keyed by the trunk's
+    weights, ``size`` and the frames' files (path, size, mtime)."""
+    from affectlab.train import cache_key, features, files_key, weights_digest
+
+    paths = list(map(str, paths))
+    key = None
+    if cache is not None:
+        key = (cache, cache_key("trunk-frames", weights_digest(trunk), size, files_key(paths)))
+    return features(trunk, _normalised_frames(paths, size, device, batch), device, cache=key)
+
+
+def fit_rec_heads(rec: REC, z: torch.Tensor, y: dict, dm_weight: float, epochs: int = 30, lr: float = 3e-3,
+                  bs: int = 256, seed: int = 0) -> REC:
+    """Train REC's three heads with L_REC on cached trunk features ``z`` [N, D] (the trunk stays frozen).
+    A plain loop: on [N, D] tensors a fastai Learner would add nothing but overhead."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    loss_fn = RECLoss(dm_weight)
+    opt = torch.optim.Adam(rec.heads.parameters(), lr=lr)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(z), generator=g).split(bs):
+            loss = loss_fn(rec.heads_forward(z[idx]), {k: v[idx] for k, v in y.items()})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return rec.eval()
+
+
+def video_frame_paths(videos_df) -> list[str]:
+    """Every frame of every video (``read_hume`` rows), videos in order: the rows of ``frame_embeddings``
+    that ``rec_video_features`` splits back per video."""
+    return [p for frames in videos_df["frames"] for p in frames]
+
+
+@torch.no_grad()
+def rec_video_features(rec: REC, videos_df, size: int | None = None, device="auto",
+                       embeddings: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{video: [length, 26]} REC representations of every frame of every video (``read_hume`` rows), from the
+    frames, or from the trunk's ``embeddings`` of those frames in the same order (cheap: heads only)."""
+    rec = rec.eval()
+    if embeddings is None:
+        embeddings = frame_embeddings(rec.features, video_frame_paths(videos_df), size, device)
+    feats = rec_representations(rec.cpu().heads_forward(embeddings)).split(videos_df["length"].tolist())
+    return dict(zip(videos_df["video"], feats))
+
+
+# --- FaceRNet ---------------------------------------------------------------------------------------------
+
+def train_facernet(dls, model: nn.Module, loss: str = "pearson", epochs: int = 10, lr: float = 1e-3,
+                   device="auto", seed: int = 0, wd: float = 0.01, quiet: bool = False):
+    """Fit FaceRNet on video batches ``(x, lengths, y)``; returns the Learner (metric: mean Pearson ρ).
+    Score it with ``affectlab.train.predict(learn, dl)``: ``preds["intensity"]``, ``targs["intensity"]``."""
+    from affectlab.metrics import reaction_pearson_metric
+    from affectlab.train import make_learner, set_seed
+
+    set_seed(seed)
+    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd)
+    _fit(learn, epochs, lr, quiet)
+    return learn

@@ -1,0 +1,127 @@
+"""Paper 4's recipe (Gera & Balasubramanian, ABAW 2020): SCAN + CCI trained with the paper's optimiser.
+
+The quick profile freezes the pre-trained backbone through conv4_x, caches its (conv3_x, conv4_x) maps once
+(``cached_maps``) and trains only SCAN + CCI — or, for the plain ResNet baseline, conv5_x and its
+classifier — on them (``maps_dls``, ``fit_scancci``); ``profile="paper"`` trains everything on images.
+
+    from affectlab.recipes import scan as recipe
+    train_maps = recipe.cached_maps(face, train_df, "train", size, recipe.data_key(root), device)
+    dls = recipe.maps_dls(train_maps, valid_maps, bs=S["batch_size"], sampler=..., device=device, seed=seed)
+    learn = recipe.fit_scancci(model, dls, S, device, seed)
+
+The modules (``SCANCCI``, ``PlainResNet``, ``CachedMaps``, the attention blocks) and ``scancci_loss`` are in
+``affectlab.models.scan``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, scancci_loss
+from affectlab.train import cache_key, features, make_learner, set_seed, weights_digest
+
+OVERRIDES: dict[str, dict] = {
+    # CPU: ResNet-18 at 64 px (conv3_x is 128×8×8, conv4_x 256×4×4); the pre-trained backbone frozen through
+    # conv4_x and its maps cached, so only SCAN + CCI (and the baseline's conv5_x + classifier) train; one SCAN
+    # shared by the 25 patches (the authors' code has this variant too), run as one batch per patch shape.
+    "quick": dict(backbone="resnet18", image_size=64, m=25, k=4, lam=0.2, hidden=256, shared_local=True,
+                  freeze_through="conv4_x", epochs=10, lr_backbone=1e-3, lr_heads=1e-2, decay=0.95, momentum=0.9,
+                  weight_decay=1e-3, batch_size=64),
+    # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
+    # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
+    "paper": dict(backbone="resnet50", image_size=224, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
+                  freeze_through=None, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
+                  weight_decay=1e-3, batch_size=64),
+}
+
+
+def data_key(root: str | Path) -> str:
+    """What names the data in the maps' cache keys: the synthetic world's content hash, or a real root's path."""
+    manifest = Path(root) / "manifest.json"
+    return json.loads(manifest.read_text())["content_hash"] if manifest.is_file() else str(root)
+
+
+def _images(df, size: int, bs: int):
+    """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
+    from affectlab.data.loaders import frame_dls
+
+    # damaged="raise": the maps stay row-aligned with df
+    dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
+    for b in dl:
+        yield b[0]
+
+
+def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = "", device="auto",
+                bs: int = 256) -> dict[str, torch.Tensor]:
+    """The (conv3_x, conv4_x) maps of ``backbone`` frozen through conv4_x for every row of ``df`` (float16,
+    ``conv3`` and ``conv4``), cached under data/cache as ``scan-maps-<split>`` keyed by the backbone's
+    weights, the image size, ``data_key`` and the rows' paths; ``expr`` holds the rows' labels."""
+    # Built on a cache hit too: its (unused) heads draw from the RNG, which the numbers after it depend on.
+    frozen = SCANCCI(copy.deepcopy(backbone), freeze_through="conv4_x")
+    key = cache_key(weights_digest(backbone), size, data_key, df["path"].tolist())
+    maps = dict(features(MapsOf(frozen), _images(df, size, bs), device, cache=(f"scan-maps-{split}", key)))
+    maps["expr"] = torch.as_tensor(df["expr"].to_numpy())
+    return maps
+
+
+def maps_dls(train: dict, valid: dict, bs: int = 64, sampler=None, device="cpu", seed: int = 0):
+    """fastai DataLoaders of ``(conv3_x, conv4_x, {"expr": y})`` batches from cached maps (``n_inp`` = 2);
+    ``train`` / ``valid`` hold ``conv3``, ``conv4`` and ``expr``. ``sampler``: e.g. the imbalanced sampler."""
+    from fastai.data.core import DataLoaders
+
+    from affectlab.data.loaders import AffectDataLoader, BatchSource
+
+    def source(d):
+        return BatchSource(len(d["expr"]), lambda idx: (d["conv3"][idx], d["conv4"][idx]),
+                           {"expr": d["expr"]}, n_inp=2)
+
+    tr, va = source(train), source(valid)
+    dls = DataLoaders(
+        AffectDataLoader(tr, bs=bs, shuffle=True, drop_last=len(tr) > bs, sampler=sampler, seed=seed, device=device),
+        AffectDataLoader(va, bs=2 * bs, shuffle=False, seed=seed, device=device), device=device)
+    dls.n_inp = 2
+    return dls
+
+
+def param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
+    """fastai splitter: [backbone, heads] — the paper's two learning rates (1e-4 backbone, 1e-3 SCAN + CCI).
+    Accepts the model itself or a ``CachedMaps`` around it; frozen parameters are left out."""
+    inner = model.model if isinstance(model, CachedMaps) else model
+    head_ids = {id(p) for p in inner.head_parameters()}
+    trainable = [p for p in inner.parameters() if p.requires_grad]
+    return [[p for p in trainable if id(p) not in head_ids], [p for p in trainable if id(p) in head_ids]]
+
+
+def epoch_decay(lrs, epochs: int, gamma: float = 0.95):
+    """A fastai ``ParamScheduler`` schedule: the learning rates × γ after every epoch (pct runs 0 → 1)."""
+    base = np.asarray(lrs, dtype=float)
+
+    def sched(pct: float):
+        return base * gamma ** min(int(pct * epochs), epochs - 1)
+
+    return sched
+
+
+def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int = 0):
+    """The paper's optimisation: SGD (momentum 0.9, weight decay 1e-3) with two learning rates — backbone and
+    SCAN + CCI — each × 0.95 after every epoch; loss λ·L_u + (1 − λ)·Σ L_i. Trains on cached maps when the
+    model is frozen through conv4_x (``dls`` from ``maps_dls``), else end-to-end on images."""
+    from functools import partial
+
+    from fastai.callback.schedule import ParamScheduler
+    from fastai.optimizer import SGD
+
+    set_seed(seed)
+    net = CachedMaps(model) if getattr(dls, "n_inp", 1) == 2 else model
+    learn = make_learner(dls, net, scancci_loss(settings["lam"]), device=device, splitter=param_groups,
+                         opt_func=partial(SGD, mom=settings["momentum"], wd=settings["weight_decay"]))
+    lrs = [settings["lr_backbone"], settings["lr_heads"]]
+    sched = ParamScheduler({"lr": epoch_decay(lrs, settings["epochs"], settings["decay"])})
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
+    return learn

@@ -1,0 +1,181 @@
+"""The SE-ResNet-50 fine-tuning recipe (Cafarelli et al., ABAW 2020; chapter 04) as fastai parts.
+
+The network and its weighted loss live in ``affectlab.models.senet``. Here each piece of the paper's
+recipe is a fastai part: ``senet_splitter`` makes the two parameter groups (``lr=slice(1e-6, 1e-3)`` gives
+each its rate), ``paper_sgd`` the optimiser, ``GradientAccumulation(256)`` the large batch,
+``PaperColorJitter`` the augmentation, ``ValidateEvery`` + ``SaveModelCallback`` the interval validation;
+``paper_learner`` puts them together with ``senet_loss``. ``read_data`` gives the chapter's Aff-Wild2
+expressions with ExpW, ``train_head`` the ablations' head-only fits on frozen features, ``scores`` the
+paper's figures.
+
+    from affectlab.recipes import senet as recipe, start
+    run = start("senet50", "quick")
+    learn = recipe.paper_learner(dls, model, class_weights, micro_batch=run.S["micro_batch"], batch=run.S["batch"])
+    learn.fit(run.S["epochs"], lr=slice(run.S["lr_body"], run.S["lr_head"]))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.callback.core import Callback, CancelTrainException
+from torch import nn
+
+from affectlab import metrics as M
+from affectlab.data.abaw import read_abaw
+from affectlab.data.loaders import frame_dls
+from affectlab.data.static import read_expw
+from affectlab.labels import EXPRESSIONS
+from affectlab.models.senet import SENet50Classifier, senet_loss
+from affectlab.train import features, make_learner
+
+# The paper: lr 1e-3 on the new layer and 1e-6 on the body, batches of 256 from 4 micro-batches of 64,
+# validation every 3920 iterations, a SENet-50 at 112 px. The quick profile fine-tunes the course's
+# ResNet-18 face feature model at 64 px for one epoch on a budget of frames (see models/senet.py).
+OVERRIDES = {
+    "quick": dict(arch="resnet18", image_size=64, micro_batch=32, batch=128, lr_head=1e-2, lr_body=1e-4,
+                  epochs=1, validate_every=None, max_train_frames=2000, max_extra=400),
+    "paper": dict(arch="seresnet50", image_size=112, micro_batch=64, batch=256, lr_head=1e-3, lr_body=1e-6,
+                  epochs=20, validate_every=3920, max_train_frames=None, max_extra=None),
+}
+PAPER_JITTER = dict(brightness=0.4, contrast=0.3, saturation=0.25, hue=0.5)
+
+
+def senet_splitter(model: SENet50Classifier) -> list[list[nn.Parameter]]:
+    """fastai splitter: [body, head] parameter groups, so ``lr=slice(body_lr, head_lr)`` sets both."""
+    return [list(model.body.parameters()), list(model.head.parameters())]
+
+
+def paper_sgd(params, lr=1e-3, **kw):
+    """The paper's optimiser: SGD, momentum 0.9, weight decay 0.005 added to the gradient (PyTorch's
+    ``torch.optim.SGD`` semantics, hence ``decouple_wd=False``)."""
+    from fastai.optimizer import SGD
+
+    kw = {"mom": 0.9, "wd": 0.005, "decouple_wd": False, **kw}
+    return SGD(params, lr, **kw)
+
+
+class PaperColorJitter(Callback):
+    """Random horizontal flip + colour jitter on each training image (not on validation batches).
+
+    Works on normalised batches: it undoes the ImageNet normalisation, jitters in [0, 1], and redoes it.
+    One jitter draw per image (torchvision's ColorJitter draws once per call, so it is called per image).
+    """
+    order = 5  # after the batch is on the device, before the model sees it
+
+    def __init__(self, p_flip: float = 0.5, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 **jitter):
+        from torchvision.transforms import v2
+
+        self.p_flip = p_flip
+        self.jitter = v2.ColorJitter(**(jitter or PAPER_JITTER))
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def before_batch(self):
+        if not self.training:
+            return
+        x = self.learn.xb[0]
+        if x.dim() != 4:
+            return
+        mean, std = self.mean.to(x), self.std.to(x)
+        img = (x * std + mean).clamp(0, 1)
+        flip = torch.rand(img.shape[0], device=img.device) < self.p_flip
+        img = torch.where(flip[:, None, None, None], img.flip(-1), img)
+        img = torch.stack([self.jitter(im) for im in img])
+        self.learn.xb = ((img - mean) / std, *self.learn.xb[1:])
+
+
+class ValidateEvery(Callback):
+    """End each training "epoch" after ``n_iter`` optimiser steps, so fastai validates (and
+    SaveModelCallback keeps the best model) every ``n_iter`` iterations, as the paper did every 3920."""
+
+    def __init__(self, n_iter: int, n_acc_batches: int = 1):
+        self.n_batches = n_iter * n_acc_batches
+
+    def after_batch(self):
+        if self.training and self.iter + 1 >= self.n_batches:
+            raise CancelTrainException()
+
+
+def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_batch: int = 64,
+                  batch: int = 256, validate_every: int | None = None, monitor: str = "expr_score",
+                  augment: bool = True, device="auto", log_name: str | None = None, fname: str = "senet_best"):
+    """A Learner with the paper's recipe; fit with ``learn.fit(n, lr=slice(lr_body, lr_head))``.
+
+    ``dls`` should deliver micro-batches of ``micro_batch`` images; gradients are accumulated to ``batch``.
+    The best model by ``monitor`` on the validation set is saved and re-loaded at the end of the fit.
+    """
+    from fastai.callback.tracker import SaveModelCallback
+    from fastai.callback.training import GradientAccumulation
+
+    from affectlab.metrics import expr_accuracy, expr_f1, expr_score
+
+    cbs = [SaveModelCallback(monitor=monitor, comp=None, fname=fname)]
+    if batch > micro_batch:
+        cbs.append(GradientAccumulation(n_acc=batch))
+    if augment:
+        cbs.append(PaperColorJitter())
+    if validate_every:
+        cbs.append(ValidateEvery(validate_every, max(batch // micro_batch, 1)))
+    return make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
+                        device=device, cbs=cbs, log_name=log_name, splitter=senet_splitter, opt_func=paper_sgd,
+                        wd_bn_bias=True)  # PyTorch's SGD (the paper's) decays biases and BatchNorm weights too
+
+
+# --- the chapter's data, ablations and scores -------------------------------------------------------------
+
+def _subdir(root: Path, name: str) -> Path:
+    return root / name if (root / name).is_dir() else root
+
+
+def read_data(root: Path, S: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Aff-Wild2's expression frames (training: at most ``S["max_train_frames"]``; validation: every third
+    frame of each video, neighbours being near-duplicates) and ExpW's training faces (at most
+    ``S["max_extra"]``), as ``(train_aw, valid, extra)``."""
+    rng = np.random.default_rng(seed)
+
+    def budget(df, n):
+        return df if n is None or len(df) <= n else \
+            df.iloc[np.sort(rng.choice(len(df), n, replace=False))].reset_index(drop=True)
+
+    aw = _subdir(root, "affwild2")
+    train_aw = budget(read_abaw(aw, "EXPR", "train", keep_other=False), S["max_train_frames"])
+    valid = read_abaw(aw, "EXPR", "val", keep_other=False)
+    valid = valid[valid.groupby("video").cumcount() % 3 == 2].reset_index(drop=True)
+    extra = budget(read_expw(_subdir(root, "expw"), "train"), S["max_extra"])
+    return train_aw, valid, extra
+
+
+def scores(t, p) -> dict[str, float]:
+    """The paper's figures of predicted classes ``p`` against labels ``t``: macro-F1, accuracy, the ABAW 2020
+    expression score and each class's F1 (``f1_<expression>``, Table 2)."""
+    t, p = np.asarray(t), np.asarray(p)
+    return {"f1": M.f1_macro(t, p, labels=range(7)), "accuracy": M.accuracy(t, p),
+            "expr_score": M.abaw_expr_score(t, p),
+            **{f"f1_{e}": M.f1_macro(t, p, labels=[k]) for k, e in enumerate(EXPRESSIONS)}}
+
+
+def frame_features(net: nn.Module, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
+    """A (frozen) body's features of every row of ``df``, in order."""
+    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False).valid
+    return features(net, (b[0] for b in dl), device=device)
+
+
+def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, seed: int, steps: int = 300):
+    """The paper's optimiser on a new 7-way layer over frozen features: SGD + momentum + weight decay, the
+    (optionally weighted) loss, 4 accumulated micro-batches per step. Returns ``features -> classes``."""
+    g = torch.Generator().manual_seed(seed)
+    mean, std = feats.mean(0), feats.std(0) + 1e-6      # standardise the features (a fixed affine map)
+    head = nn.Linear(feats.shape[1], 7)
+    opt = paper_sgd(list(head.parameters()), lr=0.05)
+    loss = senet_loss(weights)
+    for _ in range(steps):
+        for _ in range(4):
+            idx = torch.randint(0, len(y), (micro_batch,), generator=g)
+            (loss({"expr": head((feats[idx] - mean) / std)}, {"expr": y[idx]}) / 4).backward()
+        opt.step()
+        opt.zero_grad()
+    return lambda f: head((f - mean) / std).argmax(1)

@@ -1,0 +1,87 @@
+"""Paper 3's recipe (Do, Nguyen-Quynh & Kim, ABAW 2020): the multi-task temporal statistical model trained
+on cached per-frame features — the frozen face model run once over every frame, then Table I's variants
+fitted on ``[B, s, D]`` feature clips and scored with Table II's columns.
+
+    from affectlab.recipes import temporal as recipe
+    feats = recipe.frame_features(face, df, size, device, data_key=recipe.data_key(root))
+    learn = recipe.fit_variant(6, dls, S, face.feature_dim, device, seed)
+    preds, targs = affectlab.train.predict(learn, dls.valid)
+    recipe.scores(preds, targs)
+
+The modules (``TemporalStatNet``, ``VARIANTS``, ``temporal_loss``, ``average_fusion``) are in
+``affectlab.models.temporal_stat``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from affectlab.labels import EXPRESSIONS, INVALID_VA
+from affectlab.models.temporal_stat import TemporalStatNet, temporal_loss
+from affectlab.train import cache_key, features, files_key, make_learner, set_seed, weights_digest
+
+OVERRIDES: dict[str, dict] = {
+    # CPU: resnet18 features at 64 px (cached), small heads, a 16-frame window, heads trained on the cache.
+    "quick": dict(backbone="resnet18", image_size=64, window=16, lstm_hidden=128, lstm_layers=1, dense=256,
+                  dropout=0.2, epochs=3, lr=3e-3, batch_size=128, end_to_end=False),
+    # The paper: VGGFace2 ResNet-50 (2048-d), 1024-unit bidirectional LSTM, a 16- or 32-frame window,
+    # learning rate 1e-4, the last stage fine-tuned end-to-end. Dense widths are not given; 512 is ours.
+    "paper": dict(backbone="resnet50", image_size=224, window=16, lstm_hidden=1024, lstm_layers=2, dense=512,
+                  dropout=0.2, epochs=10, lr=1e-4, batch_size=64, end_to_end=True),
+}
+
+
+def data_key(root: str | Path) -> str:
+    """What names the data in feature cache keys: the synthetic world's content hash, or a real root's path
+    (its files are keyed by ``files_key`` besides)."""
+    manifest = Path(root) / "manifest.json"
+    return json.loads(manifest.read_text())["content_hash"] if manifest.is_file() else str(root)
+
+
+def _frames(df, size: int, bs: int):
+    """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
+    from affectlab.data.loaders import frame_dls
+
+    # damaged="raise": a dropped frame would shift every later feature row against df
+    dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
+    for b in dl:
+        yield b[0]
+
+
+def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int = 256, data_key: str = "") -> torch.Tensor:
+    """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
+    and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
+    # files_key: a frame replaced under the same name (new size or mtime) invalidates the features
+    key = cache_key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
+    return features(face_model, _frames(df, size, bs), device, cache=("temporal-frame-features", key))
+
+
+def fit_variant(variant: int, dls, settings: dict, feature_dim: int, device="auto", seed: int = 0):
+    """Train one Table I variant on clip batches (cached features) with the paper's loss; returns the Learner."""
+    set_seed(seed)
+    model = TemporalStatNet(variant, feature_dim, lstm_hidden=settings["lstm_hidden"],
+                            lstm_layers=settings["lstm_layers"], dense=settings["dense"], dropout=settings["dropout"])
+    learn = make_learner(dls, model, temporal_loss(variant), device=device)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    return learn
+
+
+def scores(preds: dict, targs: dict) -> dict[str, float]:
+    """The paper's Table II columns over the whole evaluation set (frames with a valid label only)."""
+    from affectlab.metrics import abaw_expr_score, accuracy, ccc, f1_macro
+
+    out = {}
+    keep = targs["expr"] >= 0
+    y, p = targs["expr"][keep].numpy(), preds["expr"][keep].argmax(-1).numpy()
+    out.update(accuracy=accuracy(y, p), f1=f1_macro(y, p, labels=range(len(EXPRESSIONS))),
+               expr_score=abaw_expr_score(y, p))
+    if "va" in preds:
+        keep = (targs["va"] != INVALID_VA).all(-1)
+        t, q = targs["va"][keep].numpy(), preds["va"][keep].float().numpy()
+        out.update(ccc_arousal=ccc(t[:, 1], q[:, 1]), ccc_valence=ccc(t[:, 0], q[:, 0]))
+        out["va_score"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
+    return out

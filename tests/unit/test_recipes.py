@@ -1,0 +1,73 @@
+"""The package's layers: one settings path, models that hold modules only, no arrow back."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from affectlab.recipes import RECIPES, recipe, settings, start
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "affectlab"
+FORBIDDEN_FOR_MODELS = ("affectlab.train", "affectlab.data", "affectlab.course", "affectlab.explain",
+                        "affectlab.recipes", "affectlab.checkpoint", "affectlab.spread")
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module a file imports, at any depth (inside functions too)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "models").glob("*.py")), ids=lambda p: p.name)
+def test_models_import_nothing_above_them(path):
+    bad = [m for m in _imports(path) if m.startswith(FORBIDDEN_FOR_MODELS)]
+    assert not bad, f"{path.name} imports {bad}: models/ holds modules and losses only"
+
+
+def test_paths_does_not_import_the_generator():
+    assert not [m for m in _imports(SRC / "paths.py") if m.startswith("affectlab.data")]
+
+
+def test_one_base_profile_table_outside_recipes():
+    tables = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+              if "recipes" not in p.parts and any(isinstance(n, (ast.Assign, ast.AnnAssign)) and
+                                                 "PROFILES" in ast.unparse(n).split("=")[0]
+                                                 for n in ast.parse(p.read_text()).body)]
+    assert tables == ["train.py"]
+
+
+@pytest.mark.parametrize("paper", sorted(RECIPES))
+def test_every_recipe_overrides_both_profiles_and_merges_flat(paper):
+    mod = recipe(paper)
+    assert set(mod.OVERRIDES) == {"quick", "paper"}
+    for profile in ("quick", "paper"):
+        s = settings(paper, profile)
+        assert s["paper"] == paper and s["profile"] == profile
+        assert all(not isinstance(v, dict) or k == "label_shares" for k, v in s.items())
+        for k, v in mod.OVERRIDES[profile].items():      # the recipe's values win over the base profile
+            assert s[k] == v
+
+
+def test_overrides_win_and_a_typo_is_an_error():
+    assert settings("facechannel", "quick", epochs=1)["epochs"] == 1
+    with pytest.raises(ValueError, match=r"unknown facechannel setting\(s\) \['epoch'\]; known: .*'epochs'"):
+        settings("facechannel", "quick", epoch=1)
+    with pytest.raises(ValueError, match="unknown paper 'facechanel'"):
+        settings("facechanel", "quick")
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        settings("facechannel", "fast")
+
+
+def test_start_seeds_and_resolves(tmp_path):
+    import torch
+
+    run = start(None, "quick", data_root=tmp_path, device="cpu", seed=3)
+    a = torch.rand(3)
+    start(None, "quick", data_root=tmp_path, device="cpu", seed=3)
+    assert torch.equal(a, torch.rand(3))
+    assert run.root == tmp_path.resolve() and run.device == "cpu" and run.data == "real"
+    assert "profile=quick" in repr(run)
