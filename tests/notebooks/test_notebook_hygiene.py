@@ -43,3 +43,14 @@ def test_chapter_conventions(path):
     blob = json.dumps(nb)
     assert not re.search(r'"(/root|/home|/tmp|/work|/Users)/', blob), "no absolute paths"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", [])), "no errors"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_set_up_cell_is_at_most_five_lines(path):
+    """fastbook style: the first code cell after `parameters` is imports and one call; the chapter shows the key
+    lines of each idea where it teaches it and calls the recipe for the rest."""
+    cells = json.loads(path.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    i = next(k for k, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", []))
+    setup = "".join(code[i + 1]["source"]).strip().splitlines()
+    assert len(setup) <= 5, f"set-up cell of {len(setup)} lines:\n" + "\n".join(setup)
