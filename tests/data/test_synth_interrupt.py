@@ -33,9 +33,12 @@ def _alive(procs) -> list:
 
 
 def _start_and_wait_for_frames(out: Path) -> tuple[subprocess.Popen, list]:
-    """Start the CLI on the tiny preset with 2 workers; return once its workers have written frames, with
-    the process and its children (the pool's workers) as they were then."""
-    proc = subprocess.Popen([sys.executable, "-m", "affectlab.data.synth", "--preset", "tiny", "--seed", "0",
+    """Start the CLI on the quick preset with 2 workers; return once its workers have written frames, with
+    the process and its children (the pool's workers) as they were then. Quick, not tiny: on an idle machine
+    the tiny world is written in under a second, before a signal sent after its first frame lands (CI saw
+    exit code 0). Quick takes about a minute, so the signal always meets a working pool; the next runs
+    below make the tiny world in the same folder, which shows nothing of the interrupted run was kept."""
+    proc = subprocess.Popen([sys.executable, "-m", "affectlab.data.synth", "--preset", "quick", "--seed", "0",
                              "--workers", "2", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     frames = out.parent / f"{out.name}.tmp-{proc.pid}" / "affwild2" / "cropped_aligned"
