@@ -148,13 +148,19 @@ def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE
 def crop_faces(image, size: int = CROP_SIZE, max_faces: int | None = None, min_size: int = 40) -> list[FaceCrop]:
     """Every frontal face in ``image`` (a path or an RGB array), aligned and cropped to ``size`` px, largest
     first. Raises ``NoFaceFound`` when there is none."""
+    rgb, boxes = _faces_or_error(image, min_size)
+    return [align_crop(rgb, b, size) for b in boxes[:max_faces]]
+
+
+def _faces_or_error(image, min_size: int):
+    """(RGB image, face boxes largest first), or ``NoFaceFound`` naming the image and what the detector needs."""
     rgb, name = _as_rgb(image)
     boxes = detect_faces(rgb, min_size=min_size)
     if len(boxes) == 0:
         raise NoFaceFound(
             f"no face found in {name} ({rgb.shape[1]}x{rgb.shape[0]} px): the Haar cascade needs a frontal, "
             f"upright face at least {min_size} px wide; try a larger, well-lit, front-facing photo")
-    return [align_crop(rgb, b, size) for b in boxes[:max_faces]]
+    return rgb, boxes
 
 
 def to_tensor(crops, image_size: int) -> torch.Tensor:
@@ -285,12 +291,7 @@ def install_weights(**kwargs):
 def real_face_crops(image, max_faces: int | None = None, min_size: int = 40, align: bool = True) -> list[FaceCrop]:
     """Every frontal face in ``image``, largest first, cropped as the real-face model expects: 64 px, the
     Haar box plus a small margin (``REAL_FACE_MARGIN``), eyes levelled. Raises ``NoFaceFound`` when none."""
-    rgb, name = _as_rgb(image)
-    boxes = detect_faces(rgb, min_size=min_size)
-    if len(boxes) == 0:
-        raise NoFaceFound(
-            f"no face found in {name} ({rgb.shape[1]}x{rgb.shape[0]} px): the Haar cascade needs a frontal, "
-            f"upright face at least {min_size} px wide; try a larger, well-lit, front-facing photo")
+    rgb, boxes = _faces_or_error(image, min_size)
     return [align_crop(rgb, b, 64, REAL_FACE_MARGIN, align=align) for b in boxes[:max_faces]]
 
 
