@@ -53,17 +53,22 @@ from . import static_synth
 from .faces_draw import AU_INDEX, OCCLUDERS, camera, draw_face, noise_bank, random_background, random_identity
 from .timeline import PHASES, Episode, annotate, labelled_frames, layout, random_episode, simulate
 
-GENERATOR_VERSION = "1.1"  # 1.1: the quick preset holds 200 + 100 Hume-Reaction videos (was 56 + 24)
+# 1.1: the quick preset holds 200 + 100 Hume-Reaction videos (was 56 + 24).
+# 1.2: Hume-Reaction only (every other corpus byte-identical): labels are peak-end self-reports (were means
+# normalised by length), clip lengths log-uniform over tens to hundreds of frames, reactions of fixed duration
+# placed anywhere (more of them in longer clips), Fear split by arousal into Fear and Anxiety; quick preset
+# 300 + 150 videos of 20-320 frames.
+GENERATOR_VERSION = "1.2"
 # Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights.
 AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177, 0.106, 0.045)))
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(subjects=6, pairs=1, frames=(50, 90), val_subjects=2, affectnet=(40, 20), rafdb=(30, 15),
-                 expw=30, hume=(6, 3), hume_frames=(20, 40), episode_scale=0.3, min_episodes=1),
+                 expw=30, hume=(6, 3), hume_frames=(20, 80), episode_scale=0.3, min_episodes=1),
     "quick": dict(subjects=34, pairs=3, frames=(200, 420), val_subjects=12, affectnet=(1000, 300),
-                  rafdb=(500, 150), expw=400, hume=(200, 100), hume_frames=(20, 160), episode_scale=1.0, min_episodes=2),
+                  rafdb=(500, 150), expw=400, hume=(300, 150), hume_frames=(20, 320), episode_scale=1.0, min_episodes=2),
     "full": dict(subjects=300, pairs=20, frames=(600, 3000), val_subjects=80, affectnet=(20000, 3000),
-                 rafdb=(10000, 3000), expw=10000, hume=(600, 200), hume_frames=(40, 480), episode_scale=1.5, min_episodes=3),
+                 rafdb=(10000, 3000), expw=10000, hume=(1500, 500), hume_frames=(20, 480), episode_scale=1.5, min_episodes=3),
 }
 KNOBS: dict = dict(
     image_size=112, threshold=0.3, proportions=AFFWILD2_PROPORTIONS, pose=1.0, jitter=1.0, occlusion=1.0,
@@ -193,35 +198,76 @@ def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list
     return jobs
 
 
-def _hume_video(job: dict) -> dict:
-    """Worker: one Hume-Reaction-format video and its 7 reaction intensities, computed from its content."""
-    knobs = job["knobs"]
+# Hume-Reaction's labels are self-reports: after the clip, each participant rates how strongly they felt
+# each of the 7 reactions. Retrospective ratings of an experience follow its most intense moment and how it
+# ended, not its duration (the peak-end rule; Fredrickson & Kahneman 1993, "duration neglect"), so a reaction's
+# label is the mean of its peak over the clip and its recency-weighted peak (the end).
+HUME_RECALL_HALF_LIFE = 60     # frames (2 s at 30 fps): how fast a moment's weight in the "end" term fades
+HUME_EPISODE_SCALE = 0.6       # a reaction lasts what it lasts (0.5-2 s), whatever the clip's length
+HUME_FRAMES_PER_REACTION = 60  # one more reaction, on average, per 60 frames of clip
+HUME_SELF_REPORT_NOISE = 0.04
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def reaction_signals(sim: dict) -> dict[str, np.ndarray]:
+    """Per-frame strength of each of the 7 reactions in a simulated video (``simulate``'s arrays): the
+    intensity of the expression episode that carries it, split by arousal where two reactions share one
+    (calm vs excited joy: Adoration vs Amusement; apprehensive vs alarmed fear: Anxiety vs Fear), and for
+    Empathic-Pain the sadness that shows a frown (AU4)."""
+    inten, cls, arousal = sim["env"], sim["cls"], sim["va"][:, 1]
+
+    def of(name):
+        return np.where(cls == EXPRESSIONS.index(name), inten, 0.0)
+
+    excited = _sigmoid(8 * (arousal - 0.3))
+    alarmed = _sigmoid(8 * (arousal - 0.45))
+    return {"Adoration": of("Happiness") * (1 - excited), "Amusement": of("Happiness") * excited,
+            "Anxiety": of("Fear") * (1 - alarmed), "Disgust": of("Disgust"),
+            "Empathic-Pain": of("Sadness") * sim["aus"][:, AU_INDEX["AU4"]], "Fear": of("Fear") * alarmed,
+            "Surprise": of("Surprise")}
+
+
+def peak_end(signal: np.ndarray, half_life: float = HUME_RECALL_HALF_LIFE) -> float:
+    """A retrospective rating of a per-frame ``signal``: the mean of its peak and of its peak weighted by
+    recency (a moment ``half_life`` frames before the end counts half). Independent of the clip's length:
+    the same moment rates the same in a short clip and in a long one that ends with it."""
+    if len(signal) == 0:
+        raise ValueError("peak_end: empty signal (a video with no frame)")
+    recency = 0.5 ** ((len(signal) - 1 - np.arange(len(signal))) / half_life)
+    return 0.5 * (float(signal.max()) + float((signal * recency).max()))
+
+
+def _hume_sim(job: dict):
+    """What happens in one Hume-Reaction video (nothing drawn): ``(rng, identity, simulate's arrays)``."""
     rng = _rng(job["seed"], 2, job["index"])
     ident = random_identity(_rng(job["seed"], 3, job["subject"]))
     n = job["length"]
-    classes = rng.choice(np.arange(1, 7), size=int(rng.integers(1, 4)))
-    scale = n / 200
-    placed = layout(rng, [random_episode(rng, int(c), scale) for c in classes], n)
-    sim = simulate(rng, n, placed, ident.gain, ident.va_bias, knobs)
-    render_video(rng, ident, sim, Path(job["root"]) / job["video"], knobs)
-    inten, cls, arousal = sim["env"], sim["cls"], sim["va"][:, 1]
+    # A longer clip offers more moments to react to: 1 + Poisson(length / 60) reactions, fewer if they do not fit.
+    classes = rng.choice(np.arange(1, 7), size=1 + int(rng.poisson(n / HUME_FRAMES_PER_REACTION)))
+    episodes = [random_episode(rng, int(c), HUME_EPISODE_SCALE) for c in classes]
+    while len(episodes) > 1 and sum(e.length for e in episodes) > n:   # a short clip holds fewer reactions
+        episodes.pop()
+    placed = layout(rng, episodes, n)                                  # anywhere in the clip, late ones too
+    return rng, ident, simulate(rng, n, placed, ident.gain, ident.va_bias, job["knobs"])
 
-    def share(mask):
-        return float(np.mean(np.where(mask, inten, 0.0)))
 
-    sig = 1 / (1 + np.exp(-8 * (arousal - 0.3)))
-    happy = cls == EXPRESSIONS.index("Happiness")
-    raw = {
-        "Adoration": float(np.mean(np.where(happy, inten * (1 - sig), 0))),
-        "Amusement": float(np.mean(np.where(happy, inten * sig, 0))),
-        "Anxiety": share((cls == EXPRESSIONS.index("Fear")) & (inten < 0.6)),
-        "Disgust": share(cls == EXPRESSIONS.index("Disgust")),
-        "Empathic-Pain": float(np.mean(np.where(cls == EXPRESSIONS.index("Sadness"), inten * sim["aus"][:, AU_INDEX["AU4"]], 0))),
-        "Fear": share(cls == EXPRESSIONS.index("Fear")),
-        "Surprise": share(cls == EXPRESSIONS.index("Surprise")),
-    }
-    values = [round(float(np.clip(1.6 * raw[r] + rng.normal(0, 0.04), 0, 1)), 4) for r in REACTIONS]
-    return {"values": values, "frames": n}
+def _hume_video(job: dict) -> dict:
+    """Worker: one Hume-Reaction-format video and its 7 reaction intensities, rated from its content."""
+    rng, ident, sim = _hume_sim(job)
+    render_video(rng, ident, sim, Path(job["root"]) / job["video"], job["knobs"])
+    signals = reaction_signals(sim)
+    values = [round(float(np.clip(peak_end(signals[r]) + rng.normal(0, HUME_SELF_REPORT_NOISE), 0, 1)), 4)
+              for r in REACTIONS]
+    return {"values": values, "frames": job["length"]}
+
+
+def _hume_length(rng, lo: int, hi: int) -> int:
+    """Clip lengths spread over tens to hundreds of frames: log-uniform on [lo, hi], so short and long clips
+    are both common (uniform lengths would make nearly every clip long)."""
+    return int(np.clip(round(np.exp(rng.uniform(np.log(lo), np.log(hi)))), lo, hi))
 
 
 def _plan_hume(rng, preset, knobs, seed, root) -> list[dict]:
@@ -230,7 +276,7 @@ def _plan_hume(rng, preset, knobs, seed, root) -> list[dict]:
     for i in range(n_train + n_val):
         # Subjects never cross splits: train videos use subjects 0..n_train-1, val the rest.
         jobs.append(dict(video=f"{i + 1:05d}", split="Train" if i < n_train else "Val", subject=i,
-                         length=int(rng.integers(*preset["hume_frames"])), seed=seed, index=i, knobs=knobs,
+                         length=_hume_length(rng, *preset["hume_frames"]), seed=seed, index=i, knobs=knobs,
                          root=str(root)))
     return jobs
 
