@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from affectlab.claims import load_directions, verdict_table
 from affectlab.paths import project_root, runs_dir
 
 SCHEMA_VERSION = 1
@@ -118,6 +119,8 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     mdir = run_dir / "metrics" if (run_dir / "metrics").is_dir() else run_dir
     rows = []
     for path in sorted(mdir.glob("*.json")):
+        if path.name in ("directions.json", "status.json"):   # the claims' verdicts and the run's status
+            continue
         rows += [{"notebook": path.stem, **asdict(r)} for r in read_metrics_file(path)]
     cols = ["notebook"] + [f.name for f in fields(MetricRecord)]
     return pd.DataFrame(rows, columns=cols)
@@ -468,6 +471,26 @@ def _figure_html(table: pd.DataFrame) -> str:
     return f'<img alt="results" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
+def _directions(run_dir: Path) -> list[dict] | None:
+    return load_directions(run_dir / "directions.json")
+
+
+def _directions_figure_html(records: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from affectlab.claims import plot_differences
+
+    ax = plot_differences(records)
+    ax.figure.tight_layout()
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", dpi=90)
+    plt.close(ax.figure)
+    return f'<img alt="paired differences" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
 def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``run_dir``: a table per task, ours beside the papers'."""
     run_dir = Path(run_dir)
@@ -478,6 +501,13 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     status = json.loads(status_path.read_text())["status"] if status_path.is_file() else {}
     cols = ["notebook", "model", "variant", "metric", "value", "paper_value", "table"]
     md = [f"# affectlab results — {run_dir.name}", ""]
+    directions = _directions(run_dir)
+    if directions is not None:
+        md += ["## The papers' claims, decided over paired seeds", "",
+               verdict_table(directions).drop(columns=["paper"]).to_markdown(floatfmt=".3f"), "",
+               f"{sum(r['verdict'] == 'holds' for r in directions)} of {len(directions)} hold: a one-sided paired "
+               "t-test of A - B over the seeds, p < 0.1 (`opposite`: the same test the other way; `within noise`: "
+               "neither). Each chapter explains a claim that does not hold.", ""]
     if status:
         failed = [k for k, v in status.items() if v != "ok"]
         md += [f"Chapters run: {len(status)}; failed: {', '.join(failed) if failed else 'none'}.", ""]
@@ -491,6 +521,9 @@ def build_report(run_dir: str | Path) -> tuple[Path, Path]:
     md_path.write_text("\n".join(md) + "\n")
     html = ["<html><head><meta charset='utf-8'><title>affectlab results</title></head><body>",
             f"<h1>affectlab results — {run_dir.name}</h1>"]
+    if directions is not None:   # the verdicts first: a teacher reads them in one screen
+        html += ["<h2>The papers' claims, decided over paired seeds</h2>",
+                 verdict_table(directions).to_html(float_format="%.3f"), _directions_figure_html(directions)]
     if status:
         html.append(pd.DataFrame(status.items(), columns=["chapter", "status"]).to_html(index=False))
     for task, part in table.groupby("task", sort=True):
@@ -528,12 +561,31 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="skip building the report at the end")
     rep = sub.add_parser("report", help="gather <run>/metrics/*.json into report.md and report.html")
     rep.add_argument("run_dir", type=Path, help="a course run folder, e.g. runs/quick")
+    c = sub.add_parser("claims", help="decide the papers' claims over paired seeds -> <out>/directions.json")
+    c.add_argument("--profile", default="quick", choices=["quick", "paper"])
+    c.add_argument("--out", type=Path, default=None, help="folder for directions.json (default: runs/<profile>)")
+    c.add_argument("--data-root", default=None, help="a real data root (default: the synthetic world)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="training seeds for every claim (default: each claim's own, 3 or 5 from 0)")
+    c.add_argument("--only", nargs="+", metavar="CLAIM", help="decide only these claim ids")
     return p
+
+
+def _claims(args) -> int:
+    from affectlab.claims import run_claims
+
+    records = run_claims(args.profile, args.data_root, args.device, args.seeds, args.only, args.out)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 70):
+        print(verdict_table(records).drop(columns=["paper"]).to_string())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "claims":
+            return _claims(args)
         if args.command == "report":
             md, html = build_report(args.run_dir)
             print(md.read_text())

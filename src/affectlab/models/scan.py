@@ -79,7 +79,7 @@ class SpatioChannelAttention(nn.Module):
 
 class LocalGlobalAttention(nn.Module):
     """SCAN over m local patches (V_l: GAP each, then max across patches) and the whole map (V_g: GAP);
-    [V_l, V_g] L2-normalised → expression logits (the L_u branch)."""
+    [V_l, V_g] → expression logits (the L_u branch)."""
 
     def __init__(self, channels: int, m: int = 25, n_classes: int = len(EXPRESSIONS), shared_local: bool = False):
         super().__init__()
@@ -100,7 +100,9 @@ class LocalGlobalAttention(nn.Module):
             pooled = [self.local[i](fu[..., r0:r1, c0:c1]).mean((2, 3)) for i, (r0, r1, c0, c1) in enumerate(grid)]
         v_local = torch.stack(pooled, dim=2).amax(dim=2)      # [B, C]
         v_global = self.glob(fu).mean((2, 3))                 # [B, C]
-        return self.fc(F.normalize(torch.cat([v_local, v_global], dim=1), dim=1))
+        # [V_l, V_g] straight into the classifier, as the paper's §3 says (an L2 normalisation here shrank this
+        # branch's logits ~15x below CCI's, so it barely voted in the mean of the branches)
+        return self.fc(torch.cat([v_local, v_global], dim=1))
 
     def _shared_local_pooled(self, fu: torch.Tensor, grid) -> list[torch.Tensor]:
         by_shape: dict[tuple[int, int], list[int]] = {}

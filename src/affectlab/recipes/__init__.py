@@ -61,14 +61,16 @@ class Run:
                 f"data={self.data} ({self.root.name})")
 
 
-def start(paper: str | None, profile: str = "quick", data_root=None, device="auto", seed: int = 0, **overrides) -> Run:
+def start(paper: str | None, profile: str = "quick", data_root=None, device="auto", seed: int = 0, *,
+          world_seed: int | None = None, **overrides) -> Run:
     """A chapter's set-up in one call: settings, seeds set, the data root resolved (the synthetic world of
-    the profile's preset when ``data_root`` is None), the device resolved."""
+    the profile's preset when ``data_root`` is None, generated with ``world_seed``, by default ``seed``),
+    the device resolved. The claims step trains under several seeds on one world: ``world_seed=0``."""
     from affectlab.data.roots import resolve_data_root
     from affectlab.train import resolve_device, set_seed
 
     S = settings(paper, profile, **overrides)
     dev = str(resolve_device(device))
     set_seed(seed)
-    root = resolve_data_root(data_root, S["preset"], seed)
+    root = resolve_data_root(data_root, S["preset"], seed if world_seed is None else world_seed)
     return Run(S, root, dev, "synthetic" if data_root is None else "real", seed)

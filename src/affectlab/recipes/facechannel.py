@@ -129,3 +129,51 @@ def fit_sequence_model(S: dict, fc: FaceChannel, tasks, clean_df: pd.DataFrame, 
         learn.fit_one_cycle(S["seq_epochs"], S["seq_lr"])
     preds, targs = predict(learn, dls.valid)
     return fcs.cpu().eval(), learn.recorder, preds, targs
+
+
+def training_sets(root: Path, S: dict, seed: int):
+    """Chapter 03's data: ``(train_df, clean_df, valid_df, by_class, by_va)`` — Aff-Wild2's expression + VA
+    frames, the coherence-filtered training frames, and the class- and VA-balanced budgets drawn from them."""
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.data.clean import coherence_filter, oversample_classes, oversample_va_bins
+
+    aw = affwild2_dir(root)
+    train_df = read_abaw_multitask(aw, "train", tasks=TARGETS_ABAW)
+    valid_df = read_abaw_multitask(aw, "val", tasks=TARGETS_ABAW)
+    clean_df = coherence_filter(train_df)
+    rng = np.random.default_rng(seed)
+    by_class = budget(oversample_classes(clean_df, "expr", seed=seed), S["max_train_frames"], rng)
+    by_va = budget(oversample_va_bins(clean_df, bins=21, seed=seed), S["max_train_frames"], rng)
+    return train_df, clean_df, valid_df, by_class, by_va
+
+
+TARGETS_ABAW = ("EXPR", "VA")
+TABLE_I_METRICS = ("f1", "ccc_arousal", "ccc_valence")
+
+
+def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
+                  ) -> dict[str, tuple[float, float]]:
+    """Chapter 03's claims under one training seed (Table I), each the mean of macro-F1, CCC arousal and CCC
+    valence: ``fc_joint`` — the joint FC against the single-task FC of each metric (FC_E for F1, FC_A for
+    arousal, FC_V for valence) — and ``fc_sequence`` — FC-S (from the joint FC) against FC. Every model is
+    fitted by the chapter's functions on the chapter's data under ``seed``."""
+    from affectlab.models.facechannel import VARIANTS
+    from affectlab.recipes import start
+
+    run = start("facechannel", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
+    S, dev = run.S, run.device
+    _, clean_df, valid_df, by_class, by_va = training_sets(run.root, S, seed)
+    stride = 3
+    rows = validation_rows(valid_df, stride)
+    r, fc = {}, None
+    for name in ("FC", "FC_E", "FC_A", "FC_V"):
+        model, _, preds, targs = fit_frame_model(S, VARIANTS[name], by_va if name in VA_ONLY else by_class, rows,
+                                                 dev, seed)
+        r[name] = evaluate(preds, targs)
+        fc = model if name == "FC" else fc
+    *_, preds, targs = fit_sequence_model(S, fc, VARIANTS["FC"], clean_df, valid_df, stride, dev, seed)
+    r["FC-S"] = evaluate(preds, targs)
+    single = {"f1": "FC_E", "ccc_arousal": "FC_A", "ccc_valence": "FC_V"}
+    mean = lambda name_of: float(np.mean([r[name_of(m)][m] for m in TABLE_I_METRICS]))  # noqa: E731
+    return {"fc_joint": (mean(lambda m: "FC"), mean(lambda m: single[m])),
+            "fc_sequence": (mean(lambda m: "FC-S"), mean(lambda m: "FC"))}

@@ -125,3 +125,84 @@ def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int 
     with learn.no_bar(), learn.no_logging():
         learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
     return learn
+
+
+def read_frames(root: Path):
+    """Chapter 06's Aff-Wild2 expression frames ``(train_df, valid_df)``; in the synthetic world the
+    validation frames carry ``occluded`` / ``occluder`` from its ground truth (a real release has none)."""
+    from affectlab.data.abaw import read_abaw
+
+    train_df = read_abaw(root, "EXPR", "train", keep_other=False)
+    valid_df = read_abaw(root, "EXPR", "val", keep_other=False)
+    if (Path(root) / "manifest.json").is_file():
+        from affectlab.data.synth import read_ground_truth
+
+        truth = read_ground_truth(root, "val")[["video", "frame", "occluded", "occluder"]]
+        valid_df = valid_df.merge(truth, on=["video", "frame"], how="left")
+    return train_df, valid_df
+
+
+def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings: dict, device="auto", seed: int = 0,
+                  occluded=None):
+    """``model`` trained on cached maps (rare classes drawn more often, as the paper's imbalanced sampler) and
+    scored on every validation frame: ``(scores, predicted classes)``; with an ``occluded`` mask, also
+    accuracy and macro-F1 on the occluded and the unoccluded frames."""
+    from affectlab.data.clean import imbalanced_sampler
+    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
+    from affectlab.train import predict
+
+    dls = maps_dls(train_maps, valid_maps, bs=settings["batch_size"],
+                   sampler=imbalanced_sampler(train_maps["expr"].numpy(), seed=seed), device=device, seed=seed)
+    learn = fit_scancci(model, dls, settings, device, seed)
+    preds, targs = predict(learn, dls.valid)
+    y, p = targs["expr"].numpy(), preds["expr"].argmax(-1).numpy()
+    r = {"f1": f1_macro(y, p, labels=range(7)), "accuracy": accuracy(y, p), "expr_score": abaw_expr_score(y, p)}
+    if occluded is not None and occluded.any():
+        for name, m in (("occluded", occluded), ("unoccluded", ~occluded)):
+            r[f"accuracy_{name}"] = accuracy(y[m], p[m])
+            r[f"f1_{name}"] = f1_macro(y[m], p[m], labels=range(7))
+    return r, p
+
+
+def random_body(face: nn.Module, seed: int) -> nn.Module:
+    """The face model's architecture with random weights drawn under ``seed`` (Table 4's "no pretraining")."""
+    from affectlab.models.backbones import make_backbone
+
+    info = face.pretrain_info
+    set_seed(seed)
+    return make_backbone(info["arch"], **({"width": info["width"]} if "width" in info else {}))
+
+
+def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
+                  ) -> dict[str, tuple[float, float]]:
+    """Chapter 06's claims under one training seed on the course's face model (its seed-0 pre-training), every
+    model frozen through conv4_x on the same cached maps: ``scan_vs_plain`` (SCAN+CCI vs the plain ResNet,
+    macro-F1, Table 2), ``scan_pretraining`` (SCAN+CCI on the pre-trained vs a random body, macro-F1,
+    Table 4) and ``scan_occlusion`` (minus each model's accuracy drop from unoccluded to occluded frames)."""
+    from affectlab.models.scan import PlainResNet
+    from affectlab.recipes import start
+    from affectlab.recipes.pretrain import face_feature_model
+
+    run = start("scan", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
+    S, dev = run.S, run.device
+    train_df, valid_df = read_frames(run.root)
+    occluded = valid_df["occluded"].to_numpy().astype(bool) if "occluded" in valid_df else None
+    face = face_feature_model(profile, data_root, dev, 0)
+    size, key = face.pretrain_info["image_size"], data_key(run.root)
+    maps = {s: cached_maps(face, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
+
+    def scancci(body):
+        return SCANCCI(copy.deepcopy(body), m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
+                       freeze_through=S["freeze_through"])
+
+    scan, _ = fit_and_score(scancci(face), maps["train"], maps["valid"], S, dev, seed, occluded)
+    plain, _ = fit_and_score(PlainResNet(copy.deepcopy(face), freeze_through=S["freeze_through"]),
+                             maps["train"], maps["valid"], S, dev, seed, occluded)
+    body = random_body(face, seed)
+    rmaps = {s: cached_maps(body, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
+    scratch, _ = fit_and_score(scancci(body), rmaps["train"], rmaps["valid"], S, dev, seed)
+    out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
+    if occluded is not None and occluded.any():
+        drop = lambda r: r["accuracy_unoccluded"] - r["accuracy_occluded"]  # noqa: E731
+        out["scan_occlusion"] = (-drop(scan), -drop(plain))
+    return out

@@ -29,7 +29,7 @@ from affectlab.data.loaders import frame_dls
 from affectlab.data.static import read_expw
 from affectlab.labels import EXPRESSIONS
 from affectlab.models.senet import SENet50Classifier, senet_loss
-from affectlab.train import features, make_learner
+from affectlab.train import cache_key, features, files_key, make_learner, weights_digest
 
 # The paper: lr 1e-3 on the new layer and 1e-6 on the body, batches of 256 from 4 micro-batches of 64,
 # validation every 3920 iterations, a SENet-50 at 112 px. The quick profile fine-tunes the course's
@@ -159,9 +159,13 @@ def scores(t, p) -> dict[str, float]:
 
 
 def frame_features(net: nn.Module, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
-    """A (frozen) body's features of every row of ``df``, in order."""
-    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False).valid
-    return features(net, (b[0] for b in dl), device=device)
+    """A (frozen) body's features of every row of ``df``, in order; cached under data/cache, keyed by the
+    body's weights, the image size and the frames' files (the claims step reuses them across seeds)."""
+    # damaged="raise": a dropped frame would shift every later feature row against df
+    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False,
+                   damaged="raise").valid
+    key = cache_key(weights_digest(net), S["image_size"], files_key(df["path"].tolist()))
+    return features(net, (b[0] for b in dl), device=device, cache=("senet-frame-features", key))
 
 
 def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, seed: int, steps: int = 300):
@@ -179,3 +183,32 @@ def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, 
         opt.step()
         opt.zero_grad()
     return lambda f: head((f - mean) / std).argmax(1)
+
+
+RARE = ("Anger", "Disgust", "Fear")   # the classes the weights are meant for (Aff-Wild2's rarest three)
+
+
+def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
+                  ) -> dict[str, tuple[float, float]]:
+    """Chapter 04's claim under one training seed: ``senet_weighted_rare``, the mean F1 of Anger, Disgust and
+    Fear with the class-weighted loss vs without, the same head (``train_head``, same draws) on the course's
+    face model's frozen features (its seed-0 pre-training). Scored on every validation frame, not the
+    chapter's every third: the rare classes have few frames."""
+    from affectlab.data.clean import class_weights
+    from affectlab.recipes import start
+    from affectlab.recipes.pretrain import face_feature_model
+
+    run = start("senet50", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
+    S, dev = run.S, run.device
+    train_aw, _, extra = read_data(run.root, S, seed)
+    merged = pd.concat([train_aw, extra], ignore_index=True)
+    valid = read_abaw(_subdir(run.root, "affwild2"), "EXPR", "val", keep_other=False)
+    body = face_feature_model(profile, data_root, dev, 0)
+    f_train, f_valid = frame_features(body, merged, S, dev), frame_features(body, valid, S, dev)
+    y = torch.as_tensor(merged.expr.to_numpy())
+    rare_f1 = {}
+    for weighted in (True, False):
+        w = torch.as_tensor(class_weights(y.numpy()), dtype=torch.float32) if weighted else None
+        s = scores(valid.expr.to_numpy(), train_head(f_train, y, w, S["micro_batch"], seed)(f_valid).numpy())
+        rare_f1[weighted] = float(np.mean([s[f"f1_{e}"] for e in RARE]))
+    return {"senet_weighted_rare": (rare_f1[True], rare_f1[False])}

@@ -85,3 +85,38 @@ def scores(preds: dict, targs: dict) -> dict[str, float]:
         out.update(ccc_arousal=ccc(t[:, 1], q[:, 1]), ccc_valence=ccc(t[:, 0], q[:, 0]))
         out["va_score"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
     return out
+
+
+def fit_and_score(variant: int, train_df, valid_df, feats, settings: dict, feature_dim: int, device="auto",
+                  seed: int = 0):
+    """One variant on its own loaders (so every variant sees the same balanced clip order under ``seed``):
+    the Learner, ``predict``'s ``(preds, targs)`` on the validation clips, and Table II's scores."""
+    from affectlab.data.loaders import clip_dls
+    from affectlab.train import predict
+
+    dls = clip_dls(train_df, valid_df, s=settings["window"], targets=("expr", "va"), bs=settings["batch_size"],
+                   features=feats, sampler="balanced", device=device, seed=seed)
+    learn = fit_variant(variant, dls, settings, feature_dim, device, seed)
+    preds, targs = predict(learn, dls.valid)
+    return learn, preds, targs, scores(preds, targs)
+
+
+def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
+                  ) -> dict[str, tuple[float, float]]:
+    """Chapter 05's claims under one training seed, on the course's face model (its seed-0 pre-training):
+    ``temporal_multitask`` (Table II model 2 vs model 1, expression score) and ``temporal_stat_va``
+    (model 4 vs model 2, VA score); each variant trained by ``fit_and_score`` as the chapter does."""
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.recipes import start
+    from affectlab.recipes.pretrain import face_feature_model
+
+    run = start("temporal", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
+    S, dev = run.S, run.device
+    train_df = read_abaw_multitask(run.root, "train", ("EXPR", "VA"))
+    valid_df = read_abaw_multitask(run.root, "val", ("EXPR", "VA"))
+    face = face_feature_model(profile, data_root, dev, 0)
+    size, key = face.pretrain_info["image_size"], data_key(run.root)
+    feats = (frame_features(face, train_df, size, dev, data_key=key), frame_features(face, valid_df, size, dev, data_key=key))
+    r = {v: fit_and_score(v, train_df, valid_df, feats, S, face.feature_dim, dev, seed)[3] for v in (1, 2, 4)}
+    return {"temporal_multitask": (r[2]["expr_score"], r[1]["expr_score"]),
+            "temporal_stat_va": (r[4]["va_score"], r[2]["va_score"])}
