@@ -23,7 +23,11 @@ data: install
 	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
 	$(PY) -m affectlab.recipes.pretrain --profile $(PROFILE)
 
+# First the papers' claims over paired seeds (-> $(OUT)/directions.json, which the chapters and the report
+# show), then the chapters. CLAIMS=0 skips the claims step (e.g. PROFILE=paper: every claim trains 3-5 times).
+CLAIMS ?= 1
 course: data
+	if [ "$(CLAIMS)" != 0 ]; then $(PY) -m affectlab.course claims --profile $(PROFILE) --out $(OUT); fi
 	$(PY) -m affectlab.course run --profile $(PROFILE) --out $(OUT)   # ends with the report
 
 test: install

@@ -115,11 +115,24 @@ def decide(claim: Claim, pairs: dict[int, tuple[float, float]]) -> dict:
             "p_holds": p_up, "p_opposite": p_down, "verdict": v}
 
 
-def _source_digest() -> str:
-    """A hash of the package's source: a per-seed result is reused only while no code that made it changed."""
+# Modules that cannot change a trained number (commands, display, other tools): left out of the source digest
+# so that editing them keeps the cached per-seed results.
+_NOT_TRAINING = {"claims.py", "course.py", "spread.py", "checks.py", "fit.py", "distributed.py", "video.py",
+                 "explain.py", "faces.py", "realface.py"}
+
+
+def _source_digest(recipe_name: str) -> str:
+    """A hash of the source that trains ``recipe_name``'s models (the package without the other recipes and
+    the modules of ``_NOT_TRAINING``): a per-seed result is reused only while none of it changed."""
+    from affectlab.recipes import RECIPES
+
     h = hashlib.sha256()
     pkg = Path(__file__).parent
+    others = {f"recipes/{mod}.py" for name, (mod, _) in RECIPES.items() if name not in (recipe_name, "pretrain")}
     for p in sorted(pkg.rglob("*.py")):
+        rel = p.relative_to(pkg).as_posix()
+        if rel in _NOT_TRAINING or rel in others:
+            continue
         h.update(p.relative_to(pkg).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -142,7 +155,7 @@ def paired_results(recipe_name: str, seed: int, profile: str, data_root=None, de
 
     S = settings(recipe_name, profile, **(overrides or {}))
     root = resolve_data_root(data_root, S["preset"], 0)
-    key = cache_key(recipe_name, profile, seed, _data_id(root), S, _source_digest())
+    key = cache_key(recipe_name, profile, seed, _data_id(root), S, _source_digest(recipe_name))
     path = cache_dir() / "claims" / f"{recipe_name}-{profile}-seed{seed}-{key}.json"
     if cache and path.is_file():
         try:
@@ -259,12 +272,14 @@ def plot_differences(records: list[dict], ax=None):
     return ax
 
 
-def show_verdicts(chapter: str, profile: str = "quick", path: str | Path | None = None):
-    """In a chapter: its claims' verdicts over paired seeds, read from directions.json when it exists (the
-    course's claims step writes it; ``python -m affectlab.course claims``). Returns the table, or None."""
+def show_verdicts(chapter: str, profile: str = "quick", metrics_dir: str | Path | None = None):
+    """In a chapter: its claims' verdicts over paired seeds, read from the run's directions.json when it
+    exists (``<metrics_dir>/../directions.json`` when the course runner gave the chapter its ``metrics_dir``,
+    else runs/<profile>/; the claims step writes it: ``python -m affectlab.course claims``). Returns the
+    table, or None."""
     import matplotlib.pyplot as plt
 
-    records = load_directions(path, profile)
+    records = load_directions(Path(metrics_dir).parent / "directions.json" if metrics_dir else None, profile)
     mine = [r for r in records or () if r["chapter"] == chapter]
     if not mine:
         print(f"No verdicts for chapter {chapter} yet: `python -m affectlab.course claims --profile {profile}` "

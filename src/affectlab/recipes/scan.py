@@ -164,6 +164,14 @@ def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings
     return r, p
 
 
+def make_scancci(body: nn.Module, settings: dict) -> SCANCCI:
+    """SCAN + CCI on a copy of ``body`` with the profile's m, k, hidden width, shared local SCAN and frozen
+    stages."""
+    S = settings
+    return SCANCCI(copy.deepcopy(body), m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
+                   freeze_through=S["freeze_through"])
+
+
 def random_body(face: nn.Module, seed: int) -> nn.Module:
     """The face model's architecture with random weights drawn under ``seed`` (Table 4's "no pretraining")."""
     from affectlab.models.backbones import make_backbone
@@ -191,16 +199,12 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     size, key = face.pretrain_info["image_size"], data_key(run.root)
     maps = {s: cached_maps(face, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
 
-    def scancci(body):
-        return SCANCCI(copy.deepcopy(body), m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
-                       freeze_through=S["freeze_through"])
-
-    scan, _ = fit_and_score(scancci(face), maps["train"], maps["valid"], S, dev, seed, occluded)
+    scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
     plain, _ = fit_and_score(PlainResNet(copy.deepcopy(face), freeze_through=S["freeze_through"]),
                              maps["train"], maps["valid"], S, dev, seed, occluded)
     body = random_body(face, seed)
     rmaps = {s: cached_maps(body, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
-    scratch, _ = fit_and_score(scancci(body), rmaps["train"], rmaps["valid"], S, dev, seed)
+    scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed)
     out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
     if occluded is not None and occluded.any():
         drop = lambda r: r["accuracy_unoccluded"] - r["accuracy_occluded"]  # noqa: E731
