@@ -29,7 +29,7 @@ OVERRIDES: dict[str, dict] = {
                   label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
                   # Batch 16, 6 epochs: the Pearson loss is a correlation within the batch (8 videos made it
                   # noisy), and with 8 epochs the validation ρ peaked by epoch 2-3 and then fell.
-                  t=160, hidden=128, dense=32, batch_size=16, epochs=6, lr=3e-3, lr_end_to_end=1e-4),
+                  t=320, hidden=128, dense=32, batch_size=16, epochs=6, lr=3e-3, wd=0.01, lr_end_to_end=1e-4),
     # The paper's section 3.3: 112 px, t = 480, batch 4, Adam 1e-4 from scratch and 1e-5 end to end.
     "paper": dict(image_size=112, rec_width=64, rec_epochs=20, rec_lr=1e-4, rec_batch_size=256, rec_frame_stride=1,
                   head_epochs=30, head_lr=1e-3,
@@ -143,10 +143,12 @@ def frame_embeddings(trunk: nn.Module, paths: Sequence[str], size: int, device="
 
 def fit_rec_heads(rec: REC, z: torch.Tensor, y: dict, dm_weight: float, epochs: int = 30, lr: float = 3e-3,
                   bs: int = 256, seed: int = 0) -> REC:
-    """Train REC's three heads with L_REC on cached trunk features ``z`` [N, D] (the trunk stays frozen).
-    A plain loop: on [N, D] tensors a fastai Learner would add nothing but overhead."""
+    """Train REC's three heads, re-initialised under ``seed``, with L_REC on cached trunk features ``z``
+    [N, D] (the trunk stays frozen). A plain loop: on [N, D] tensors a fastai Learner would add nothing but overhead."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    for head in rec.heads.values():   # fresh draws of ``seed``, whatever was drawn before REC was built
+        head.reset_parameters()
     loss_fn = RECLoss(dm_weight)
     opt = torch.optim.Adam(rec.heads.parameters(), lr=lr)
     for _ in range(epochs):
@@ -178,14 +180,133 @@ def rec_video_features(rec: REC, videos_df, size: int | None = None, device="aut
 
 # --- FaceRNet ---------------------------------------------------------------------------------------------
 
+def _keep_best_epoch(monitor: str = "reaction_pearson"):
+    """A callback that keeps, in memory, the weights of the epoch with the best validation ``monitor`` and
+    puts them back at the end of the fit (no file: parallel runs cannot overwrite each other's)."""
+    import copy
+
+    from fastai.callback.tracker import TrackerCallback
+
+    class KeepBestEpoch(TrackerCallback):
+        def before_fit(self):
+            super().before_fit()
+            self.state, self.best_epoch = None, None
+
+        def after_epoch(self):
+            super().after_epoch()
+            if self.new_best:
+                self.state, self.best_epoch = copy.deepcopy(self.learn.model.state_dict()), self.epoch
+
+        def after_fit(self):
+            if self.state is not None:   # None: a fit resumed after its best epoch; it keeps its last weights
+                self.learn.model.load_state_dict(self.state)
+
+    return KeepBestEpoch(monitor=monitor, comp=np.greater)
+
+
 def train_facernet(dls, model: nn.Module, loss: str = "pearson", epochs: int = 10, lr: float = 1e-3,
-                   device="auto", seed: int = 0, wd: float = 0.01, quiet: bool = False):
+                   device="auto", seed: int = 0, wd: float = 0.01, quiet: bool = False, keep_best: bool = False):
     """Fit FaceRNet on video batches ``(x, lengths, y)``; returns the Learner (metric: mean Pearson ρ).
+    ``keep_best``: end with the weights of the epoch of best validation ρ (``learn.best_epoch`` says which).
     Score it with ``affectlab.train.predict(learn, dl)``: ``preds["intensity"]``, ``targs["intensity"]``."""
     from affectlab.metrics import reaction_pearson_metric
     from affectlab.train import make_learner, set_seed
 
     set_seed(seed)
-    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd)
+    cbs = [_keep_best_epoch()] if keep_best else []
+    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd, cbs=cbs)
     _fit(learn, epochs, lr, quiet)
+    learn.best_epoch = cbs[0].best_epoch if cbs else None
     return learn
+
+
+# --- chapter 07's pipeline on cached features, shared by the chapter and the claims step ------------------
+
+def hume_rec_features(root, trunk: nn.Module, S: dict, device="auto", seed: int = 0):
+    """Chapter 07's sections 3-4 in one call: REC = ``trunk`` (frozen, cached embeddings) + heads fitted with
+    L_DM on partially annotated Aff-Wild2 frames, then REC's 26 representations of every Hume-Reaction frame.
+    Returns ``(hume_train, hume_val, {video: [length, 26]})``."""
+    from affectlab.data.hume import read_hume
+
+    size, stride = int(trunk.pretrain_info["image_size"]), S["rec_frame_stride"]
+    aw = rec_frames(root, "train")
+    aw = partial_annotation(aw[aw["frame"] % stride == 0], S["label_shares"], seed=seed)
+    emb = frame_embeddings(trunk, aw["path"], size, device, cache="facernet-trunk-frames")
+    rec = fit_rec_heads(REC(trunk=trunk), emb, frame_targets(aw), 1.0, S["head_epochs"], S["head_lr"], seed=seed)
+    hume_tr, hume_va = read_hume(root, "train"), read_hume(root, "val")
+    videos = pd.concat([hume_tr, hume_va], ignore_index=True)
+    hume_emb = frame_embeddings(trunk, video_frame_paths(videos), size, device, cache="facernet-trunk-hume")
+    return hume_tr, hume_va, rec_video_features(rec, videos, embeddings=hume_emb)
+
+
+def _rewind(dls) -> None:
+    """Every loader back to its first draw: each variant then sees the same batches in the same order (a
+    loader's shuffling generator otherwise carries on from the previous fit)."""
+    import random
+
+    for dl in dls.loaders:
+        dl.rng = random.Random(dl.seed)
+        if hasattr(dl, "gen"):
+            dl.gen = torch.Generator().manual_seed(dl.seed)
+
+
+def fit_variant(dls, S: dict, loss: str = "pearson", seed: int = 0, device="auto", quiet: bool = True,
+                **model_kw):
+    """``FaceRNet(t, hidden, dense, **model_kw)`` (``tasks``, ``rnn``, ``length_mode``, ...) trained with the
+    recipe's settings ``S`` under ``seed``, the best epoch on validation ρ kept; returns the Learner. The seed
+    is set and the loaders rewound before the model is built: variants share the data order and the
+    initialisation of their common parts."""
+    from affectlab.models.facernet import FaceRNet
+    from affectlab.train import set_seed
+
+    _rewind(dls)
+    set_seed(seed)
+    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], **model_kw)
+    return train_facernet(dls, model, loss, S["epochs"], S["lr"], device, seed, wd=S.get("wd", 0.01), quiet=quiet,
+                          keep_best=True)
+
+
+def variant_rho(dls, S: dict, loss: str = "pearson", seed: int = 0, device="auto", **model_kw) -> float:
+    """``fit_variant``'s mean Pearson ρ over the 7 reactions on the whole validation split."""
+    from affectlab.metrics import reaction_pearson
+    from affectlab.train import predict
+
+    p, t = predict(fit_variant(dls, S, loss, seed, device, **model_kw), dls.valid)
+    return reaction_pearson(t["intensity"], p["intensity"])
+
+
+SINGLE_REPRESENTATIONS = ("va", "expr", "au")
+
+
+def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto",
+                  all_reps: bool = False) -> dict[str, tuple[float, float]]:
+    """{claim id: (the paper's side, the other side)} of chapter 07's Table 3 comparisons, both sides trained
+    under the same training seed (same data order, same initialisation of shared parts) on the course's
+    world and face model (its seed-0 pre-training); metric: mean Pearson ρ over the 7 reactions on the whole
+    validation split. REC's heads and FaceRNet train under ``seed``.
+
+    - ``facernet_mask``: FaceRNet with the Mask vs every video cut or looped to the median training length;
+    - ``facernet_pearson``: the Pearson loss vs MSE;
+    - ``facernet_all_reps`` (``all_reps=True``; Table 2): all three REC representations vs the best single one."""
+    from affectlab.data.loaders import video_dls
+    from affectlab.recipes import start
+    from affectlab.recipes.pretrain import face_feature_model
+
+    run = start("facernet", profile, data_root, device, seed, world_seed=0)   # the course's world
+    S, dev = run.S, run.device
+    trunk = face_feature_model(profile, data_root, dev, 0)
+    hume_tr, hume_va, feats = hume_rec_features(run.root, trunk, S, dev, seed)
+    dls = video_dls(hume_tr, hume_va, t=S["t"], bs=S["batch_size"], features={k: v.numpy() for k, v in feats.items()},
+                    device=dev, seed=seed)
+    full = variant_rho(dls, S, "pearson", seed, dev)
+    fixed = variant_rho(dls, S, "pearson", seed, dev, length_mode="fixed", fixed_len=fixed_length(hume_tr))
+    out = {"facernet_mask": (full, fixed), "facernet_pearson": (full, variant_rho(dls, S, "mse", seed, dev))}
+    if all_reps:
+        out["facernet_all_reps"] = (full, max(variant_rho(dls, S, "pearson", seed, dev, tasks=(r,))
+                                              for r in SINGLE_REPRESENTATIONS))
+    return out
+
+
+def fixed_length(hume_train) -> int:
+    """The ad-hoc baseline's input length: the median training video's (cut longer videos, loop shorter)."""
+    return int(hume_train["length"].median())
