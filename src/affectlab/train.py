@@ -95,6 +95,28 @@ def files_key(paths: Iterable[str | os.PathLike]) -> str:
     return h.hexdigest()[:16]
 
 
+def source_key(*modules: str) -> str:
+    """A short hash of the source of ``modules`` (dotted names): part of the key of a cached *trained* result,
+    so that a change to the code that trains it retrains instead of serving the old numbers."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module {name!r}")
+        h.update(name.encode())
+        h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def rows_key(df) -> str:
+    """A short hash of a frame table's rows: their files (``files_key``) and every label column."""
+    labels = df.drop(columns=[c for c in ("path",) if c in df]).select_dtypes("number")
+    return cache_key(files_key(df["path"].tolist()), hashlib.sha256(labels.to_numpy().tobytes()).hexdigest(),
+                     list(labels.columns))
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Write atomically (a killed run never leaves a half-written cache that later loads as garbage)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -232,11 +232,14 @@ class PlainResNet(_ResNetMixin, nn.Module):
     """The paper's baseline (Table 2): the same ResNet, fine-tuned with a 7-way classifier."""
 
     def __init__(self, backbone: str | nn.Module = "resnet18", n_classes: int = len(EXPRESSIONS), *,
-                 freeze_through: str | None = None):
+                 freeze_through: str | None = None, train_conv5: bool = True):
         super().__init__()
         stages = _resnet_stages(backbone)
         self._build(stages, freeze_through)
         self.layer4 = stages["conv5_x"]
+        if not train_conv5:   # only the classifier trains (SCAN+CCI, which has no conv5_x, trains only its heads)
+            self.frozen.append(self.layer4)
+            self.layer4.requires_grad_(False)
         self.fc = nn.Linear(_out_channels(stages["conv5_x"]), n_classes)
 
     def forward_maps(self, fu: torch.Tensor, fl: torch.Tensor) -> dict[str, torch.Tensor]:

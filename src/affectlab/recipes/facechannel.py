@@ -78,10 +78,42 @@ def make_fc(S: dict, tasks) -> FaceChannel:
     return FaceChannel(tasks=tasks, image_size=S["image_size"], width=S["width"], dropout=S["dropout"])
 
 
+# What trains a frame model: a change to any of these retrains it instead of reading the cache.
+_FIT_SOURCES = ("affectlab.recipes.facechannel", "affectlab.models.facechannel", "affectlab.train",
+                "affectlab.data.loaders", "affectlab.losses")
+
+
 def fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
     """One frame variant trained from scratch (the paper's loss, one-cycle schedule) and predicted on
-    ``valid_rows``. Returns the model (CPU, eval mode), its fastai recorder, and ``predict``'s
-    ``(preds, targs)``."""
+    ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per batch, ``values``
+    per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s ``(preds, targs)``.
+
+    The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type, the
+    rows and the source that trains it: the chapter and the claims step (chapter 03's seed is one of the
+    claims' seeds) train each model once."""
+    from types import SimpleNamespace
+
+    from affectlab.train import cache_key, cached, resolve_device, rows_key, source_key
+
+    key = cache_key(S, list(tasks), seed, resolve_device(device).type, rows_key(train_df), rows_key(valid_rows),
+                    source_key(*_FIT_SOURCES))
+    out = cached("facechannel-frame-model", key,
+                 lambda: _pack(*_fit_frame_model(S, tasks, train_df, valid_rows, device, seed)))
+    model = make_fc(S, tasks).to(memory_format=torch.channels_last)   # as it trained
+    model.load_state_dict({k[6:]: v for k, v in out.items() if k.startswith("model.")})
+    curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist())
+    unpack = lambda p: {k[len(p):]: v for k, v in out.items() if k.startswith(p)}  # noqa: E731
+    return model.eval(), curve, unpack("preds."), unpack("targs.")
+
+
+def _pack(model, recorder, preds, targs) -> dict[str, torch.Tensor]:
+    return {**{f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            "curve.losses": torch.tensor([float(x) for x in recorder.losses]),
+            "curve.values": torch.tensor([[float(x) for x in v[:2]] for v in recorder.values]),
+            **{f"preds.{k}": v for k, v in preds.items()}, **{f"targs.{k}": v for k, v in targs.items()}}
+
+
+def _fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
     set_seed(seed)
     dls = frame_dls(train_df, valid_rows, targets=TARGETS, size=S["image_size"], bs=S["batch_size"],
                     augment=True, seed=seed)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, scancci_loss
+from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, PlainResNet, scancci_loss
 from affectlab.train import cache_key, features, make_learner, set_seed, weights_digest
 
 OVERRIDES: dict[str, dict] = {
@@ -172,6 +172,14 @@ def make_scancci(body: nn.Module, settings: dict) -> SCANCCI:
                    freeze_through=S["freeze_through"])
 
 
+def make_plain(body: nn.Module, settings: dict) -> PlainResNet:
+    """The plain baseline on a copy of ``body`` with the same trainable budget as SCAN+CCI: the same stages
+    frozen, and, when the backbone is frozen (quick), conv5_x too — SCAN+CCI has no conv5_x, so both then
+    train only their heads on the same frozen pre-trained maps; with nothing frozen (paper) both train all."""
+    frozen = settings["freeze_through"] is not None
+    return PlainResNet(copy.deepcopy(body), freeze_through=settings["freeze_through"], train_conv5=not frozen)
+
+
 def random_body(face: nn.Module, seed: int) -> nn.Module:
     """The face model's architecture with random weights drawn under ``seed`` (Table 4's "no pretraining")."""
     from affectlab.models.backbones import make_backbone
@@ -184,10 +192,9 @@ def random_body(face: nn.Module, seed: int) -> nn.Module:
 def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
                   ) -> dict[str, tuple[float, float]]:
     """Chapter 06's claims under one training seed on the course's face model (its seed-0 pre-training), every
-    model frozen through conv4_x on the same cached maps: ``scan_vs_plain`` (SCAN+CCI vs the plain ResNet,
-    macro-F1, Table 2), ``scan_pretraining`` (SCAN+CCI on the pre-trained vs a random body, macro-F1,
+    model frozen through conv4_x on the same cached maps: ``scan_vs_plain`` (SCAN+CCI vs the plain ResNet with
+    the same trainable budget, ``make_plain``; macro-F1, Table 2), ``scan_pretraining`` (SCAN+CCI on the pre-trained vs a random body, macro-F1,
     Table 4) and ``scan_occlusion`` (minus each model's accuracy drop from unoccluded to occluded frames)."""
-    from affectlab.models.scan import PlainResNet
     from affectlab.recipes import start
     from affectlab.recipes.pretrain import face_feature_model
 
@@ -200,8 +207,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     maps = {s: cached_maps(face, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
 
     scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
-    plain, _ = fit_and_score(PlainResNet(copy.deepcopy(face), freeze_through=S["freeze_through"]),
-                             maps["train"], maps["valid"], S, dev, seed, occluded)
+    plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
     body = random_body(face, seed)
     rmaps = {s: cached_maps(body, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
     scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed)
