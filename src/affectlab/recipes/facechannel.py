@@ -129,3 +129,44 @@ def fit_sequence_model(S: dict, fc: FaceChannel, tasks, clean_df: pd.DataFrame, 
         learn.fit_one_cycle(S["seq_epochs"], S["seq_lr"])
     preds, targs = predict(learn, dls.valid)
     return fcs.cpu().eval(), learn.recorder, preds, targs
+
+
+# --- the command's entry (python -m affectlab.fit facechannel) ---------------------------------------------
+
+def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """The joint FaceChannel (Table I's ``FC``) trained from scratch as in ``fit_frame_model``: coherent,
+    class-balanced Aff-Wild2 frames, scored on every third validation frame. ``limit=(train, valid)`` rows
+    (``--smoke``); the paper's SGD momentum when the profile sets one. Returns a ``recipes.Job``."""
+    from functools import partial
+
+    from fastai.optimizer import SGD
+
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.data.clean import coherence_filter, oversample_classes
+    from affectlab.models.facechannel import VARIANTS
+    from affectlab.recipes import Job
+
+    if weights is not None:
+        raise ValueError("the FaceChannel trains from scratch (the paper's Table I): it takes no --weights")
+    aw = affwild2_dir(root)
+    rng = np.random.default_rng(seed)
+    clean = coherence_filter(read_abaw_multitask(aw, "train", tasks=("EXPR", "VA")))
+    train = budget(oversample_classes(clean, "expr", seed=seed), S["max_train_frames"], rng)
+    valid = validation_rows(read_abaw_multitask(aw, "val", tasks=("EXPR", "VA")))
+    n_train = len(train)
+    if limit is not None:
+        train, valid = budget(train, limit[0], rng), valid.iloc[:limit[1]]
+    set_seed(seed)
+    dls = frame_dls(train, valid, targets=TARGETS, size=S["image_size"], bs=S["batch_size"], augment=True,
+                    device=device, num_workers=S["num_workers"], seed=seed)
+    tasks = VARIANTS["FC"]
+    model = make_fc(S, tasks).to(memory_format=torch.channels_last)
+    mom = S.get("momentum")
+    opt = {"opt_func": partial(SGD, mom=mom)} if mom else {}
+    learn = make_learner(dls, model, facechannel_loss(tasks), device=device, **opt)
+    # fit_one_cycle cycles momentum; with the paper's SGD it is held at the paper's value instead
+    moms = {"moms": (mom, mom, mom)} if mom else {}
+    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs, **moms), evaluate,
+               model="FaceChannel", variant="FC",
+               task={"ccc_valence": "VA", "ccc_arousal": "VA", "f1": "EXPR", "accuracy": "EXPR"},
+               n_train=n_train, notes=[f"{len(train)} class-balanced training frames, {len(valid)} validation rows"])

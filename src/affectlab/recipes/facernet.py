@@ -189,3 +189,34 @@ def train_facernet(dls, model: nn.Module, loss: str = "pearson", epochs: int = 1
     learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd)
     _fit(learn, epochs, lr, quiet)
     return learn
+
+
+# --- the command's entry (python -m affectlab.fit facernet) ------------------------------------------------
+
+def command_job(S: dict, root, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """FaceRNet with its REC (``rec_width``) trained as one network on Hume-Reaction's videos of frames at
+    ``image_size`` px, padded to ``t`` (the Mask keeps each video's true length), with the paper's loss
+    (1 − mean Pearson ρ) and Adam at ``lr`` (the paper's rate from scratch), fit one-cycle as
+    ``train_facernet`` does. ``limit=(train, valid)`` videos (``--smoke``). Returns a ``recipes.Job``."""
+    from affectlab.data.hume import read_hume
+    from affectlab.data.loaders import video_dls
+    from affectlab.metrics import reaction_pearson, reaction_pearson_metric
+    from affectlab.models.facernet import FaceRNet
+    from affectlab.recipes import Job
+    from affectlab.train import make_learner, set_seed
+
+    if weights is not None:
+        raise ValueError("FaceRNet's REC trains from scratch here: it takes no --weights")
+    train, valid = read_hume(root, "train"), read_hume(root, "val")
+    n_train = len(train)
+    if limit is not None:
+        train, valid = train.iloc[:limit[0]], valid.iloc[:limit[1]]
+    set_seed(seed)
+    dls = video_dls(train, valid, t=S["t"], size=S["image_size"], bs=S["batch_size"], device=device,
+                    num_workers=S["num_workers"], seed=seed)
+    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], rec=REC(width=S["rec_width"]))
+    learn = make_learner(dls, model, FaceRNetLoss("pearson"), [reaction_pearson_metric()], device=device)
+    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs),
+               lambda p, t: {"pearson": reaction_pearson(t["intensity"], p["intensity"])}, model="FaceRNet",
+               variant="end_to_end", task={"pearson": "REACTION"},
+               n_train=n_train, notes=[f"{len(train)} training videos, {len(valid)} validation videos, t = {S['t']} frames"])

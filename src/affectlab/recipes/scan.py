@@ -125,3 +125,51 @@ def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int 
     with learn.no_bar(), learn.no_logging():
         learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
     return learn
+
+
+# --- the command's entry (python -m affectlab.fit scan) ----------------------------------------------------
+
+def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """SCAN + CCI on Aff-Wild2's expression frames with ``fit_scancci``'s optimisation (SGD, two learning
+    rates × ``decay`` per epoch, the imbalanced sampler), on images: the backbone trains from
+    ``freeze_through`` on (the paper: everything). ``weights``: the VGGFace2 ResNet-50 pickle (without it a
+    randomly initialised backbone, said in ``notes``); ``limit=(train, valid)`` frames (``--smoke``).
+    Returns a ``recipes.Job``."""
+    from functools import partial
+
+    from fastai.callback.schedule import ParamScheduler
+    from fastai.optimizer import SGD
+
+    from affectlab.data.abaw import read_abaw
+    from affectlab.data.clean import imbalanced_sampler
+    from affectlab.data.loaders import frame_dls
+    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
+    from affectlab.models.backbones import Backbone, load_vggface2
+    from affectlab.recipes import Job
+
+    train_df = read_abaw(root, "EXPR", "train", keep_other=False)
+    valid_df = read_abaw(root, "EXPR", "val", keep_other=False)
+    n_train = len(train_df)
+    if limit is not None:
+        valid_df = valid_df.iloc[:limit[1]]
+    set_seed(seed)
+    backbone = Backbone(S["backbone"])
+    notes = [f"start weights: {load_vggface2(backbone, weights)}" if weights else
+             f"start weights: none given (--weights): a randomly initialised {S['backbone']}",
+             f"{len(train_df)} training frames (drawn by the imbalanced sampler), {len(valid_df)} validation frames"]
+    sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
+    dls = frame_dls(train_df, valid_df, targets=("expr",), size=S["image_size"], bs=S["batch_size"], augment=True,
+                    sampler=sampler, device=device, num_workers=S["num_workers"], seed=seed)
+    model = SCANCCI(backbone, m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
+                    freeze_through=S["freeze_through"])
+    learn = make_learner(dls, model, scancci_loss(S["lam"]), device=device, splitter=param_groups,
+                         opt_func=partial(SGD, mom=S["momentum"], wd=S["weight_decay"]))
+    lrs = [S["lr_backbone"], S["lr_heads"]]
+    sched = ParamScheduler({"lr": epoch_decay(lrs, S["epochs"], S["decay"])})
+
+    def score(p, t):
+        y, q = t["expr"].numpy(), p["expr"].argmax(-1).numpy()
+        return {"f1": f1_macro(y, q, labels=range(7)), "accuracy": accuracy(y, q), "expr_score": abaw_expr_score(y, q)}
+
+    return Job(learn, lambda cbs: learn.fit(S["epochs"], lr=lrs, cbs=[sched, *cbs]), score, model="SCANCCI",
+               variant=S["backbone"], task={}, n_train=n_train, notes=notes)

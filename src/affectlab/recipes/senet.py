@@ -179,3 +179,36 @@ def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, 
         opt.step()
         opt.zero_grad()
     return lambda f: head((f - mean) / std).argmax(1)
+
+
+# --- the command's entry (python -m affectlab.fit senet50) -------------------------------------------------
+
+def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """The paper's fine-tuning as chapter 04 runs it (``paper_learner``: two learning rates, SGD, 4
+    accumulated micro-batches, colour jitter, validation every ``validate_every`` steps, the best model
+    kept) on Aff-Wild2's expression frames merged with ExpW, from ``weights`` (the VGGFace2 SE-ResNet-50
+    pickle; without it a randomly initialised body, said in ``notes``). Returns a ``recipes.Job``."""
+    from affectlab.data.clean import class_weights
+    from affectlab.models.backbones import Backbone, load_vggface2
+    from affectlab.recipes import Job
+    from affectlab.train import set_seed
+
+    train_aw, valid, extra = read_data(root, S, seed)
+    merged = pd.concat([train_aw, extra], ignore_index=True)
+    n_train = len(merged)
+    if limit is not None:
+        merged = merged.sample(n=min(limit[0], len(merged)), random_state=seed).reset_index(drop=True)
+        valid = valid.iloc[:limit[1]]
+    w = class_weights(merged.expr.to_numpy())
+    set_seed(seed)
+    dls = frame_dls(merged, valid, targets=("expr",), size=S["image_size"], bs=S["micro_batch"], augment=False,
+                    device=device, num_workers=S["num_workers"], seed=seed)
+    body = Backbone(S["arch"])
+    notes = [f"{len(merged)} training frames (Aff-Wild2 + ExpW), {len(valid)} validation frames"]
+    notes.append(f"start weights: {load_vggface2(body, weights)}" if weights else
+                 f"start weights: none given (--weights): a randomly initialised {S['arch']}")
+    learn = paper_learner(dls, SENet50Classifier(body), w, micro_batch=S["micro_batch"], batch=S["batch"],
+                          validate_every=S["validate_every"], device=device, fname="best")
+    return Job(learn, lambda cbs: learn.fit(S["epochs"], lr=slice(S["lr_body"], S["lr_head"]), cbs=cbs),
+               lambda p, t: scores(t["expr"], p["expr"].argmax(1)), model="SENet50Classifier",
+               variant=S["arch"], task={}, n_train=n_train, notes=notes)
