@@ -230,7 +230,9 @@ def _loader_rngs(dls) -> dict[str, Any]:
     loaders = list(getattr(dls, "loaders", None) or [])
     out = {}
     for i, dl in enumerate(loaders):
-        for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler")):
+        inner = getattr(dl, "dl", None)      # a loader wrapped for data-parallel training (fastai's DistributedDL)
+        for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler"),
+                              (inner, f"{i}.dl"), (getattr(inner, "sampler", None), f"{i}.dl.sampler")):
             if owner is None or not hasattr(owner, "__dict__"):
                 continue
             for name, val in sorted(vars(owner).items()):
