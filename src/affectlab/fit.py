@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -280,10 +281,14 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
     if not any(isinstance(cb, SaveModelCallback) for cb in learn.cbs):
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if dist.is_main():
-        cbs.append(CSVLogger(fname=str(out / "log.csv"), append=args.resume))
+        # written afresh on --resume too: the checkpoint replays the finished epochs' rows into the log
+        cbs.append(CSVLogger(fname=str(out / "log.csv")))
     ddp = dist.attach(learn, cuda)
     t0 = time.time()
-    job.fit(cbs)
+    # A resumed fit starts at a later epoch, which fastprogress's master bar cannot (it times from epoch 0):
+    # the epoch table alone shows the progress then.
+    with (learn.no_bar() if args.resume else contextlib.nullcontext()):
+        job.fit(cbs)
     seconds = time.time() - t0
     if ddp is not None:
         learn.remove_cb(ddp)
