@@ -34,9 +34,24 @@ OVERRIDES: dict[str, dict] = {
                   weight_decay=1e-3, batch_size=64),
     # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
     # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
-    "paper": dict(backbone="resnet50", image_size=224, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
-                  freeze_through=None, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
-                  weight_decay=1e-3, batch_size=64),
+    # Paper 4 = Gera & Balasubramanian, "Spatio-Channel Attention and Complementary Context Information"
+    # (ABAW 2020).
+    "paper": dict(
+        backbone="resnet50",     # §3.2: a ResNet-50 pre-trained on VGGFace2
+        image_size=224,          # §3.2: "resized to 224x224"
+        m=25,                    # §2.1 and Algorithm 1: m = 25 local patches of conv3_x
+        k=4,                     # §2.2 and Algorithm 1: conv4_x split into k = 4 blocks
+        lam=0.2,                 # §2.2, Eq. 5: "λ is set to 0.2"
+        hidden=256,              # §2.2: a 256-unit FC per CCI block
+        shared_local=False,      # §2.1: one SCAN per patch
+        freeze_through=None,     # §3.2: the whole network is optimised
+        epochs=20,               # §3.2: "SGD for 20 epochs"
+        lr_backbone=1e-4,        # §3.2: "Learning rate (lr) of backbone is initialized to 0.0001"
+        lr_heads=1e-3,           # §3.2: "SCAN and CCI, lr is initialized to 0.001"
+        decay=0.95,              # §3.2: "reduced by factor of 0.95 every epoch"
+        momentum=0.9,            # §3.2: "Momentum for SGD is 0.9"
+        weight_decay=1e-3,       # §3.2: "Weight decay with value 1e-3"
+        batch_size=64),          # §3.2: "Batch size is fixed at 64"
 }
 
 
