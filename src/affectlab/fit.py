@@ -143,7 +143,22 @@ def _callbacks():
 
                 self.learn.xb = (x.contiguous(memory_format=torch.channels_last), *self.learn.xb[1:])
 
-    return StepLog, Accelerate
+    class MustResume(Callback):
+        """``--resume``: before any training, the checkpoint of this very configuration must be there (its
+        name hashes the run's key, so a changed setting, seed or data would otherwise train afresh)."""
+        order = 1000     # the last before_fit: the state is then the one the Checkpoint's fit keys
+
+        def before_fit(self):
+            from affectlab.checkpoint import Checkpoint
+
+            ck = next(cb for cb in self.learn.cbs if isinstance(cb, Checkpoint))
+            path = ck.file_for(ck._key())
+            if not path.is_file():
+                have = ", ".join(p.name for p in sorted(ck.folder.glob("*.pt")))
+                raise FitError(f"--resume: {ck.folder} holds no checkpoint of this configuration ({path.name}; "
+                               f"there: {have}); resume with the same command line, data and processes")
+
+    return StepLog, Accelerate, MustResume
 
 
 # --- the command ---------------------------------------------------------------------------------------
@@ -173,7 +188,7 @@ def _measure(say, paper: str, S: dict, args, device) -> None:
     from affectlab.recipes import recipe
     from affectlab.train import set_seed
 
-    StepLog, _ = _callbacks()
+    StepLog, *_ = _callbacks()
     over, limit, _ = smoke_settings(paper, S)
     set_seed(args.seed)
     job = recipe(paper).command_job({**S, **over}, args.data_root, device, args.seed, limit=limit,
@@ -265,7 +280,7 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
 
     from affectlab.checkpoint import Checkpoint, checkpointing
 
-    StepLog, Accelerate = _callbacks()
+    StepLog, Accelerate, MustResume = _callbacks()
     set_seed(args.seed)
     key = {"paper": paper, "profile": args.profile, "settings": S_run, "seed": args.seed, "smoke": args.smoke,
            "data_root": str(args.data_root.resolve()), "weights": str(args.weights), "world": dist.world_size()}
@@ -277,7 +292,7 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
         say(note)
     learn.path, learn.model_dir = out, "models"
     steplog = StepLog()
-    cbs = [steplog, Accelerate(cuda, args.compile), *extra_cbs]
+    cbs = [steplog, Accelerate(cuda, args.compile), *extra_cbs] + ([MustResume()] if args.resume else [])
     if not any(isinstance(cb, SaveModelCallback) for cb in learn.cbs):
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if dist.is_main():

@@ -53,7 +53,9 @@ def test_killed_then_resumed_equals_uninterrupted(world, tmp_path, capsys):
     assert not (broken / "fit_facechannel.json").exists()
     # the same command again refuses to overwrite the interrupted run; --resume continues it
     assert fit.main([*ARGS, "--data-root", str(world), "--out", str(broken)]) == 2
-    capsys.readouterr()
+    # --resume with another configuration is refused before training (it would train afresh otherwise)
+    assert fit.main([*ARGS, "lr=0.02", "--data-root", str(world), "--out", str(broken), "--resume"]) == 2
+    assert "no checkpoint of this configuration" in capsys.readouterr().err
     count = CountEpochs()
     assert fit.run([*ARGS, "--data-root", str(world), "--out", str(broken), "--resume"], extra_cbs=[count]) == 0
     assert count.n == 3 - KILL_AT          # only the epochs the killed run did not finish were trained
