@@ -53,3 +53,44 @@ def test_paper_profile_without_a_gpu_says_so_first_estimates_and_stops(world, tm
     estimate = next(line for line in printed if line.startswith("measured here:"))
     assert "s per training item" in estimate and "30 epochs ~" in estimate
     assert not (out / "fit_facechannel.json").exists() and not (out / "checkpoints").exists()
+
+
+def test_the_gpu_callback_makes_model_and_image_batches_channels_last():
+    """The CUDA path's memory format, exercised on the CPU (where channels-last tensors exist too)."""
+    from fastai.callback.core import Callback
+    from torch import nn
+
+    from affectlab.data.loaders import BatchSource, _dls
+    from affectlab.losses import masked_cross_entropy
+    from affectlab.train import make_learner
+
+    _, Accelerate, _ = fit._callbacks()
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (32, 12, 12, 3), generator=g, dtype=torch.uint8)
+    expr = torch.randint(0, 7, (32,), generator=g)
+    src = BatchSource(32, lambda idx: (imgs[torch.as_tensor(idx)],), {"expr": expr})
+    dls = _dls(src, src, bs=8, augment=False, sampler=None, device="cpu", num_workers=0, seed=0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7))
+
+    class Seen(Callback):
+        order = 7
+        formats = []
+
+        def before_batch(self):
+            self.formats.append(self.learn.xb[0].is_contiguous(memory_format=torch.channels_last))
+
+    learn = make_learner(dls, _Dict(net), lambda p, y: masked_cross_entropy(p["expr"], y["expr"]), device="cpu",
+                         checkpoint=False)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3, cbs=[Accelerate(cuda=True, compile=False), Seen()])
+    assert Seen.formats and all(Seen.formats)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+class _Dict(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return {"expr": self.net(x)}
