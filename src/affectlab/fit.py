@@ -254,7 +254,7 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
     have = sorted(folder.glob("*.pt")) if folder.is_dir() else []
     if args.resume and not have:
         raise FitError(f"--resume: no checkpoint in {folder} to continue from")
-    if have and not args.resume and not args.smoke:
+    if have and not args.resume:     # (a smoke run too: its finished checkpoint would skip its steps)
         raise FitError(f"{folder} already holds a run's checkpoints: add --resume to continue it, or choose "
                        "another --out (or delete that folder) to start afresh")
 

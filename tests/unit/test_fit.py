@@ -55,6 +55,8 @@ def test_resume_needs_a_checkpoint_and_a_used_out_needs_resume(tmp_path, capsys)
     assert _main(tmp_path, "facechannel") == 2
     assert "--resume" in capsys.readouterr().err
     assert _main(tmp_path, "facechannel", "--smoke", "--resume") == 2
+    assert _main(tmp_path, "facechannel", "--smoke") == 2            # nor does a smoke run reuse them
+    assert "--resume" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("paper", fit.PAPERS)
