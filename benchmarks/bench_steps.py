@@ -66,7 +66,7 @@ def _saved_bytes(fn) -> tuple[int, object]:
 def step_figures(paper: str, root: Path, peak: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    S, S_run, job = _job(paper, root)
+    S, _, job = _job(paper, root)
     learn = job.learn
     model, loss_fn = learn.model.train(), learn.loss_func
     learn.create_opt()

@@ -22,7 +22,6 @@ import argparse
 import ast
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
