@@ -230,7 +230,9 @@ def _loader_rngs(dls) -> dict[str, Any]:
     loaders = list(getattr(dls, "loaders", None) or [])
     out = {}
     for i, dl in enumerate(loaders):
-        for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler")):
+        inner = getattr(dl, "dl", None)      # a loader wrapped for data-parallel training (fastai's DistributedDL)
+        for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler"),
+                              (inner, f"{i}.dl"), (getattr(inner, "sampler", None), f"{i}.dl.sampler")):
             if owner is None or not hasattr(owner, "__dict__"):
                 continue
             for name, val in sorted(vars(owner).items()):
@@ -465,12 +467,17 @@ class Checkpoint(Callback):
             return None
         return ck, meta
 
+    def file_for(self, key: dict) -> Path:
+        """The file of this Learner's next fit with ``key`` (``_key()``; a command can ask before fitting
+        whether there is one to resume)."""
+        name = f"learner{self.index:02d}-{type(self.learn.model).__name__}-fit{self.n_fit}-{_hash_json(key)[:16]}.pt"
+        return self.folder / name
+
     def _fit(self):
         """The epoch loop of a checkpointed fit (called by ``ResumableLearner._do_fit``)."""
         learn = self.learn
         self.key = self._key()
-        digest = _hash_json(self.key)[:16]
-        self.file = self.folder / f"learner{self.index:02d}-{type(learn.model).__name__}-fit{self.n_fit}-{digest}.pt"
+        self.file = self.file_for(self.key)
         self.n_fit += 1
         self.logged: list = []
         start = 0

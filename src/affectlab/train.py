@@ -229,8 +229,8 @@ def make_learner(
                              path=path or cache_dir(), **kwargs)
     if fp16 is None:
         fp16 = dev.type == "cuda"
-    if fp16:
-        learn = learn.to_fp16()
+    if fp16:   # bf16 where the GPU has it (no loss scaling needed), else fp16 with fastai's gradient scaler
+        learn = learn.to_bf16() if dev.type == "cuda" and torch.cuda.is_bf16_supported() else learn.to_fp16()
     attach(learn, enabled=checkpoint)
     return learn
 

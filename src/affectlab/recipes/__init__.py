@@ -74,3 +74,21 @@ def start(paper: str | None, profile: str = "quick", data_root=None, device="aut
     set_seed(seed)
     root = resolve_data_root(data_root, S["preset"], seed if world_seed is None else world_seed)
     return Run(S, root, dev, "synthetic" if data_root is None else "real", seed)
+
+
+@dataclass
+class Job:
+    """What ``python -m affectlab.fit`` trains for a paper, built by its recipe's ``command_job``: a Learner
+    (from ``train.make_learner``, so it checkpoints), how the paper fits it (``fit(cbs)``, with the command's
+    callbacks added for that fit), and how the paper scores ``train.predict``'s output (``score(preds, targs)``
+    -> {metric: value} over the whole evaluation set). ``model`` / ``variant`` / ``task`` name the metric
+    records; ``notes`` says what the recipe chose that a reader should know (data used, start weights); ``n_train``
+    sizes an epoch for the command's time estimate."""
+    learn: object
+    fit: object
+    score: object
+    model: str
+    variant: str
+    task: dict
+    notes: list = field(default_factory=list)
+    n_train: int = 0          # training samples per epoch of the full data (before any --smoke limit)

@@ -34,9 +34,24 @@ OVERRIDES: dict[str, dict] = {
                   weight_decay=1e-3, batch_size=64),
     # The paper: ResNet-50 (VGGFace2) at 224 px, SGD momentum 0.9, wd 1e-3, lr 1e-4 backbone / 1e-3
     # SCAN + CCI, ×0.95 every epoch, 20 epochs, batch 64, imbalanced-dataset sampler, everything trained.
-    "paper": dict(backbone="resnet50", image_size=224, m=25, k=4, lam=0.2, hidden=256, shared_local=False,
-                  freeze_through=None, epochs=20, lr_backbone=1e-4, lr_heads=1e-3, decay=0.95, momentum=0.9,
-                  weight_decay=1e-3, batch_size=64),
+    # Paper 4 = Gera & Balasubramanian, "Spatio-Channel Attention and Complementary Context Information"
+    # (ABAW 2020).
+    "paper": dict(
+        backbone="resnet50",     # §3.2: a ResNet-50 pre-trained on VGGFace2
+        image_size=224,          # §3.2: "resized to 224x224"
+        m=25,                    # §2.1 and Algorithm 1: m = 25 local patches of conv3_x
+        k=4,                     # §2.2 and Algorithm 1: conv4_x split into k = 4 blocks
+        lam=0.2,                 # §2.2, Eq. 5: "λ is set to 0.2"
+        hidden=256,              # §2.2: a 256-unit FC per CCI block
+        shared_local=False,      # §2.1: one SCAN per patch
+        freeze_through=None,     # §3.2: the whole network is optimised
+        epochs=20,               # §3.2: "SGD for 20 epochs"
+        lr_backbone=1e-4,        # §3.2: "Learning rate (lr) of backbone is initialized to 0.0001"
+        lr_heads=1e-3,           # §3.2: "SCAN and CCI, lr is initialized to 0.001"
+        decay=0.95,              # §3.2: "reduced by factor of 0.95 every epoch"
+        momentum=0.9,            # §3.2: "Momentum for SGD is 0.9"
+        weight_decay=1e-3,       # §3.2: "Weight decay with value 1e-3"
+        batch_size=64),          # §3.2: "Batch size is fixed at 64"
 }
 
 
@@ -216,3 +231,51 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
         drop = lambda r: r["accuracy_unoccluded"] - r["accuracy_occluded"]  # noqa: E731
         out["scan_occlusion"] = (-drop(scan), -drop(plain))
     return out
+
+
+# --- the command's entry (python -m affectlab.fit scan) ----------------------------------------------------
+
+def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """SCAN + CCI on Aff-Wild2's expression frames with ``fit_scancci``'s optimisation (SGD, two learning
+    rates × ``decay`` per epoch, the imbalanced sampler), on images: the backbone trains from
+    ``freeze_through`` on (the paper: everything). ``weights``: the VGGFace2 ResNet-50 pickle (without it a
+    randomly initialised backbone, said in ``notes``); ``limit=(train, valid)`` frames (``--smoke``).
+    Returns a ``recipes.Job``."""
+    from functools import partial
+
+    from fastai.callback.schedule import ParamScheduler
+    from fastai.optimizer import SGD
+
+    from affectlab.data.abaw import read_abaw
+    from affectlab.data.clean import imbalanced_sampler
+    from affectlab.data.loaders import frame_dls
+    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
+    from affectlab.models.backbones import Backbone, load_vggface2
+    from affectlab.recipes import Job
+
+    train_df = read_abaw(root, "EXPR", "train", keep_other=False)
+    valid_df = read_abaw(root, "EXPR", "val", keep_other=False)
+    n_train = len(train_df)
+    if limit is not None:
+        valid_df = valid_df.iloc[:limit[1]]
+    set_seed(seed)
+    backbone = Backbone(S["backbone"])
+    notes = [f"start weights: {load_vggface2(backbone, weights)}" if weights else
+             f"start weights: none given (--weights): a randomly initialised {S['backbone']}",
+             f"{len(train_df)} training frames (drawn by the imbalanced sampler), {len(valid_df)} validation frames"]
+    sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
+    dls = frame_dls(train_df, valid_df, targets=("expr",), size=S["image_size"], bs=S["batch_size"], augment=True,
+                    sampler=sampler, device=device, num_workers=S["num_workers"], seed=seed)
+    model = SCANCCI(backbone, m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
+                    freeze_through=S["freeze_through"])
+    learn = make_learner(dls, model, scancci_loss(S["lam"]), device=device, splitter=param_groups,
+                         opt_func=partial(SGD, mom=S["momentum"], wd=S["weight_decay"]))
+    lrs = [S["lr_backbone"], S["lr_heads"]]
+    sched = ParamScheduler({"lr": epoch_decay(lrs, S["epochs"], S["decay"])})
+
+    def score(p, t):
+        y, q = t["expr"].numpy(), p["expr"].argmax(-1).numpy()
+        return {"f1": f1_macro(y, q, labels=range(7)), "accuracy": accuracy(y, q), "expr_score": abaw_expr_score(y, q)}
+
+    return Job(learn, lambda cbs: learn.fit(S["epochs"], lr=lrs, cbs=[sched, *cbs]), score, model="SCANCCI",
+               variant=S["backbone"], task={}, n_train=n_train, notes=notes)

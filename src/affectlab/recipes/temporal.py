@@ -29,8 +29,19 @@ OVERRIDES: dict[str, dict] = {
                   dropout=0.2, epochs=3, lr=3e-3, batch_size=128, end_to_end=False),
     # The paper: VGGFace2 ResNet-50 (2048-d), 1024-unit bidirectional LSTM, a 16- or 32-frame window,
     # learning rate 1e-4, the last stage fine-tuned end-to-end. Dense widths are not given; 512 is ours.
-    "paper": dict(backbone="resnet50", image_size=224, window=16, lstm_hidden=1024, lstm_layers=2, dense=512,
-                  dropout=0.2, epochs=10, lr=1e-4, batch_size=64, end_to_end=True),
+    # Paper 3 = Do, Nguyen-Quynh & Kim, "Multi-Task Temporal Statistical Deep Learning Model" (ABAW 2020).
+    "paper": dict(
+        backbone="resnet50",     # §II.B-C: the VGGFace2 ResNet-50 face feature model
+        image_size=224,          # not in the paper: the VGGFace2 ResNet-50's own input size
+        window=16,               # §III.B: "previous block frames with size 16 or 32"
+        lstm_hidden=1024,        # §II.C: "bidirectional LSTM cells with 1024 length"
+        lstm_layers=2,           # §II.C: "one or two" LSTM cells (Table I's variant 6: the larger)
+        dense=512,               # not in the paper (§II.C: "two dense layers", widths not given): ours
+        dropout=0.2,             # not in the paper: ours
+        epochs=10,               # not in the paper: ours
+        lr=1e-4,                 # §III.A: "learning rate 0.0001 for all models"
+        batch_size=64,           # not in the paper: ours
+        end_to_end=True),        # §II.C: all frozen "exception the last stage", which trains with the heads
 }
 
 
@@ -120,3 +131,53 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     r = {v: fit_and_score(v, train_df, valid_df, feats, S, face.feature_dim, dev, seed)[3] for v in (1, 2, 4)}
     return {"temporal_multitask": (r[2]["expr_score"], r[1]["expr_score"]),
             "temporal_stat_va": (r[4]["va_score"], r[2]["va_score"])}
+
+
+# --- the command's entry (python -m affectlab.fit temporal) ------------------------------------------------
+
+def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
+    """Table I's variant 6 (STAT + LSTM, expression and VA branches) with the paper's loss, fit one-cycle as
+    ``fit_variant`` does. ``end_to_end`` (the paper): on ``window``-frame image clips through the backbone,
+    only its last stage trainable; otherwise on cached features of the frozen backbone. ``weights``: the
+    VGGFace2 ResNet-50 pickle (without it a randomly initialised backbone, said in ``notes``);
+    ``limit=(train clips, validation clips)`` (``--smoke``). Returns a ``recipes.Job``."""
+    from affectlab.data.abaw import read_abaw_multitask
+    from affectlab.data.clean import imbalanced_sampler
+    from affectlab.data.loaders import clip_dls
+    from affectlab.models.backbones import Backbone, load_vggface2
+    from affectlab.recipes import Job
+
+    train_df = read_abaw_multitask(root, "train", ("EXPR", "VA"))
+    valid_df = read_abaw_multitask(root, "val", ("EXPR", "VA"))
+    n_train = len(train_df)
+    stride = 1
+    if limit is not None:    # the first validation video, a clip ending at every stride-th frame of it
+        valid_df = valid_df[valid_df.video == valid_df.video.iloc[0]].reset_index(drop=True)
+        stride = max(1, len(valid_df) // limit[1])
+    set_seed(seed)
+    backbone = Backbone(S["backbone"])
+    notes = [f"start weights: {load_vggface2(backbone, weights)}" if weights else
+             f"start weights: none given (--weights): a randomly initialised {S['backbone']}"]
+    sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
+    common = dict(s=S["window"], targets=("expr", "va"), bs=S["batch_size"], device=device,
+                  num_workers=S["num_workers"], seed=seed)
+    if S["end_to_end"]:
+        dls = clip_dls(train_df, valid_df, size=S["image_size"], sampler=sampler, **common)
+        dls.valid = clip_dls(valid_df, valid_df, size=S["image_size"], stride=stride, **common).valid
+        net = TemporalStatNet(6, backbone.feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
+                              dense=S["dense"], dropout=S["dropout"], backbone=backbone)
+    else:
+        key = data_key(root)
+        feats = tuple(frame_features(backbone, df, S["image_size"], device, data_key=key) for df in (train_df, valid_df))
+        dls = clip_dls(train_df, valid_df, features=feats, sampler=sampler, **common)
+        dls.valid = clip_dls(valid_df, valid_df, features=(feats[1], feats[1]), stride=stride, **common).valid
+        net = TemporalStatNet(6, backbone.feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
+                              dense=S["dense"], dropout=S["dropout"])
+    notes.append(f"{len(dls.train.dataset)} training clips drawn per epoch by the balanced sampler, "
+                 f"{len(dls.valid.dataset)} validation clips" + (" (end to end)" if S["end_to_end"] else
+                                                                  " (cached frame features)"))
+    set_seed(seed)
+    learn = make_learner(dls, net, temporal_loss(6), device=device)
+    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs), scores,
+               model="TemporalStatNet", variant="6", task={k: "VA" for k in ("ccc_arousal", "ccc_valence", "va_score")},
+               n_train=n_train, notes=notes)
