@@ -292,7 +292,7 @@ SINGLE_REPRESENTATIONS = ("va", "expr", "au")
 
 
 def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto",
-                  all_reps: bool = False) -> dict[str, tuple[float, float]]:
+                  all_reps: bool = False, **overrides) -> dict[str, tuple[float, float]]:
     """{claim id: (the paper's side, the other side)} of chapter 07's Table 3 comparisons, both sides trained
     under the same training seed (same data order, same initialisation of shared parts) on the course's
     world and face model (its seed-0 pre-training); metric: mean Pearson ρ over the 7 reactions on the whole
@@ -305,7 +305,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     from affectlab.recipes import start
     from affectlab.recipes.pretrain import face_feature_model
 
-    run = start("facernet", profile, data_root, device, seed, world_seed=0)   # the course's world
+    run = start("facernet", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
     S, dev = run.S, run.device
     trunk = face_feature_model(profile, data_root, dev, 0)
     hume_tr, hume_va, feats = hume_rec_features(run.root, trunk, S, dev, seed)
