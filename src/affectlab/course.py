@@ -262,7 +262,7 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
     """What a ``--profile paper`` run of ``notebooks`` will generate and train, how big and roughly how long
     (expected sizes of the synthetic ``full`` preset; throughputs above), with a warning when no GPU is
     found. Printed by ``run_course`` before the first chapter starts."""
-    from affectlab.data.synth import PRESETS
+    from affectlab.data.synth import PRESETS, mean_hume_length
 
     if cuda is None:
         import torch
@@ -280,7 +280,7 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
     p = PRESETS["full"]
     aw_train = (p["subjects"] - p["val_subjects"]) * _mean(p["frames"])
     aw_frames = p["subjects"] * _mean(p["frames"])
-    hume_frames = sum(p["hume"]) * _mean(p["hume_frames"])
+    hume_frames = sum(p["hume"]) * mean_hume_length(*p["hume_frames"])   # log-uniform clip lengths
     static = sum(p["affectnet"]) + sum(p["rafdb"]) + p["expw"]
     static_train = p["affectnet"][0] + p["rafdb"][0] + p["expw"]
     total = aw_frames + hume_frames + static

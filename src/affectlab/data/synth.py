@@ -277,6 +277,11 @@ def _hume_length(rng, lo: int, hi: int) -> int:
     return int(np.clip(round(np.exp(rng.uniform(np.log(lo), np.log(hi)))), lo, hi))
 
 
+def mean_hume_length(lo: int, hi: int) -> float:
+    """The mean of ``_hume_length``'s log-uniform lengths on [lo, hi] (size estimates before generating)."""
+    return (hi - lo) / np.log(hi / lo) if hi > lo else float(lo)
+
+
 def _plan_hume(rng, preset, knobs, seed, root) -> list[dict]:
     n_train, n_val = preset["hume"]
     jobs = []
