@@ -149,7 +149,9 @@ def test_paper_profile_on_a_cpu_says_what_it_will_do_before_starting(chapters, t
     assert kind == "log" and [e[0] for e in events].index("run") > 0      # the plan comes first
     assert "WARNING: no GPU found" in plan and "runs on the CPU" in plan
     assert "2 chapter(s) (04_senet, 06_scan)" in plan
-    assert "~794k images" in plan and "~3.7 GB on disk" in plan        # the full preset to generate
+    # the full preset to generate: 300 x 1,800 Aff-Wild2 frames + 2,000 Hume clips x 144.7 (the mean of
+    # log-uniform lengths on [20, 480]) + 46k static faces
+    assert "~875k images" in plan and "289k Hume-Reaction frames" in plan and "~4.1 GB on disk" in plan
     assert "04, 06: pre-train the face feature model (resnet50, 112 px, 20 epochs" in plan
     assert "- 04: train SE-ResNet-50 fine-tuning at 112 px for 20 epochs" in plan
     assert "- 06: train SCAN-CCI (ResNet-50) at 224 px for 20 epochs" in plan
