@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -289,8 +289,3 @@ def show_verdicts(chapter: str, profile: str = "quick", metrics_dir: str | Path 
     plt.tight_layout()
     plt.show()
     return verdict_table(mine)
-
-
-def records_as_dicts() -> list[dict]:
-    """The registry as plain dicts (for docs and tests)."""
-    return [asdict(c) for c in CLAIMS]
