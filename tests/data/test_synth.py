@@ -94,7 +94,17 @@ def test_ground_truth_joins_the_labels(tiny_world):
     assert (df["expr"] == df["lagged"]).mean() > 0.95
     assert (df["expr"] == df["expr_true"]).mean() < (df["expr"] == df["lagged"]).mean()   # the lag is real
     both = pd.concat([gt, synth.read_ground_truth(tiny_world, "train")])
-    assert both["occluded"].any() and (both["phase"] == "apex").any() and (both["has_image"] == 0).any()
+    assert both["occluded"].any() and (both["phase"] == "apex").any()
+
+
+def test_lost_faces_leave_frames_without_an_image(tmp_path):
+    # A face-tracker loss is a few frames per ~300 on average: the tiny preset may hold none, so raise it.
+    w = synth.make_world(tmp_path / "lossy", preset="tiny", seed=0, progress=False, lost=20)
+    gt = pd.concat([synth.read_ground_truth(w, s) for s in ("train", "val")])
+    lost = gt[gt["has_image"] == 0]
+    assert len(lost) > 0
+    for _, r in lost.head(20).iterrows():
+        assert not (w / "affwild2" / "cropped_aligned" / r["video"] / f"{int(r['frame']):05d}.jpg").exists()
 
 
 def test_planned_proportions_follow_affwild2():
@@ -112,7 +122,10 @@ def test_planned_proportions_follow_affwild2():
         per_class[0] = total - per_class[1:].sum()
         share = per_class / total
         target = np.array(list(synth.AFFWILD2_PROPORTIONS.values()))
-        assert np.allclose(share, target, atol=0.03), (split, share.round(3))
+        # Validation is the smaller split, and each class still needs its minimum of (brief) episodes there:
+        # its rare classes take about 4 % each, and the other emotions give way.
+        assert np.allclose(share, target, atol=0.03 if split == "train" else 0.05), (split, share.round(3))
+        assert share[0] == share.max() and (share[1:4] < 0.05).all()
         assert (per_class[1:] > 0).all()
 
 

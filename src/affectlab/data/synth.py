@@ -58,15 +58,19 @@ from .timeline import PHASES, Episode, annotate, labelled_frames, layout, random
 # normalised by length), clip lengths log-uniform over tens to hundreds of frames, reactions of fixed duration
 # placed anywhere (more of them in longer clips), Fear split by arousal into Fear and Anxiety; quick preset
 # 300 + 150 videos of 20-320 frames.
-GENERATOR_VERSION = "1.2"
+# 1.3: every video corpus (Aff-Wild2, Hume-Reaction) holds twice as many occluder stretches; the quick Aff-Wild2
+# holds 48 subjects (16 in validation) with 150-320 frames each and at least 6 episodes of every expression per
+# split (the episodes beyond a class's share are brief), so that each rare class (Anger, Disgust, Fear) comes
+# from 5-6 people in each split, not 2, at about its share of Aff-Wild2's frames.
+GENERATOR_VERSION = "1.3"
 # Aff-Wild2's expression frequencies, implied by the SE-ResNet paper's class weights.
 AFFWILD2_PROPORTIONS = dict(zip(EXPRESSIONS, (0.615, 0.027, 0.016, 0.012, 0.177, 0.106, 0.045)))
 
 PRESETS: dict[str, dict] = {
     "tiny": dict(subjects=6, pairs=1, frames=(50, 90), val_subjects=2, affectnet=(40, 20), rafdb=(30, 15),
                  expw=30, hume=(6, 3), hume_frames=(20, 80), episode_scale=0.3, min_episodes=1),
-    "quick": dict(subjects=34, pairs=3, frames=(200, 420), val_subjects=12, affectnet=(1000, 300),
-                  rafdb=(500, 150), expw=400, hume=(300, 150), hume_frames=(20, 320), episode_scale=1.0, min_episodes=2),
+    "quick": dict(subjects=48, pairs=3, frames=(150, 320), val_subjects=16, affectnet=(1000, 300),
+                  rafdb=(500, 150), expw=400, hume=(300, 150), hume_frames=(20, 320), episode_scale=1.0, min_episodes=6),
     "full": dict(subjects=300, pairs=20, frames=(600, 3000), val_subjects=80, affectnet=(20000, 3000),
                  rafdb=(10000, 3000), expw=10000, hume=(1500, 500), hume_frames=(20, 480), episode_scale=1.5, min_episodes=3),
 }
@@ -181,7 +185,10 @@ def _plan_affwild(rng, preset: dict, knobs: dict, seed: int, root: Path) -> list
         for c, name in enumerate(EXPRESSIONS[1:], start=1):
             need, got = props[name] / sum(props.values()) * total, 0.0
             while got < need or sum(e.cls == c for e in episodes) < min_episodes:
-                ep = random_episode(rng, c, preset["episode_scale"])
+                # Episodes there only to reach the minimum count are brief (half the scale, about a second),
+                # as a flash of fear or disgust is: the rare classes come from more people, near their share.
+                brief = got >= need
+                ep = random_episode(rng, c, preset["episode_scale"] * (0.5 if brief else 1.0))
                 episodes.append(ep)
                 got += labelled_frames(ep, knobs["threshold"])
         rng.shuffle(episodes)
