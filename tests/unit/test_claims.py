@@ -77,3 +77,22 @@ def test_the_report_opens_with_the_verdicts(tmp_path):
     assert text.index("claims, decided over paired seeds") < text.index("No metrics recorded")
     assert "1 of 2 hold" in text and "opposite" in text
     assert "paired differences" in html.read_text()
+
+
+def test_each_loss_gets_the_same_learning_rate_search(monkeypatch):
+    from affectlab.recipes import facernet
+
+    calls = []
+
+    def fake_rho(dls, S, loss, seed, device, **kw):
+        calls.append((loss, S["lr"]))
+        return {"mse": {1e-3: 0.12, 3e-3: 0.01, 9e-3: -0.03}}[loss][round(S["lr"], 6)]
+
+    monkeypatch.setattr(facernet, "variant_rho", fake_rho)
+    S = {"lr": 3e-3}
+    assert facernet.best_lr_rho(None, S, "mse") == pytest.approx(0.12)   # MSE's best rate, not the Pearson one
+    assert sorted(lr for _, lr in calls) == pytest.approx([1e-3, 3e-3, 9e-3])
+    calls.clear()
+    # A rate already measured (the chapter's own fit) is not trained again.
+    assert facernet.best_lr_rho(None, S, "mse", known={3e-3: 0.5}) == 0.5
+    assert sorted(lr for _, lr in calls) == pytest.approx([1e-3, 9e-3])
