@@ -71,3 +71,16 @@ def test_start_seeds_and_resolves(tmp_path):
     assert torch.equal(a, torch.rand(3))
     assert run.root == tmp_path.resolve() and run.device == "cpu" and run.data == "real"
     assert "profile=quick" in repr(run)
+
+
+def test_a_training_seed_keeps_the_course_world(monkeypatch):
+    """``seed`` varies training only: every seed trains and validates on the course's world (world 0), so a
+    chapter's seed spread measures training, not another draw of validation subjects."""
+    import affectlab.data.roots as roots
+
+    asked = []
+    monkeypatch.setattr(roots, "resolve_data_root", lambda data_root, preset, seed: asked.append(seed) or Path("."))
+    for seed in (0, 1, 2):
+        start("facechannel", "quick", None, "cpu", seed)
+    start("facechannel", "quick", None, "cpu", 1, world_seed=2)
+    assert asked == [0, 0, 0, 2]

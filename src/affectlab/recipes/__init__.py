@@ -62,17 +62,22 @@ class Run:
 
 
 def start(paper: str | None, profile: str = "quick", data_root=None, device="auto", seed: int = 0, *,
-          world_seed: int | None = None, **overrides) -> Run:
+          world_seed: int = 0, **overrides) -> Run:
     """A chapter's set-up in one call: settings, seeds set, the data root resolved (the synthetic world of
-    the profile's preset when ``data_root`` is None, generated with ``world_seed``, by default ``seed``),
-    the device resolved. The claims step trains under several seeds on one world: ``world_seed=0``."""
+    the profile's preset when ``data_root`` is None), the device resolved.
+
+    ``seed`` is the training seed (data order, augmentation, initial weights); the data stay the course's
+    world whatever it is, as a real dataset does. ``world_seed`` draws another world (other subjects, other
+    validation videos): a different question — how much the figures move with the draw of 16 validation
+    subjects — than how much they move with training (chapter 03's valence CCC, for one, falls below its
+    floor on world 2's validation set even for a model trained on world 0; see the README)."""
     from affectlab.data.roots import resolve_data_root
     from affectlab.train import resolve_device, set_seed
 
     S = settings(paper, profile, **overrides)
     dev = str(resolve_device(device))
     set_seed(seed)
-    root = resolve_data_root(data_root, S["preset"], seed if world_seed is None else world_seed)
+    root = resolve_data_root(data_root, S["preset"], world_seed)
     return Run(S, root, dev, "synthetic" if data_root is None else "real", seed)
 
 

@@ -100,15 +100,17 @@ def fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataF
     ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per batch, ``values``
     per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s ``(preds, targs)``.
 
-    The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type, the
-    rows and the source that trains it: the chapter and the claims step (chapter 03's seed is one of the
+    The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type and thread count,
+    the rows and the source that trains it: the chapter and the claims step (chapter 03's seed is one of the
     claims' seeds) train each model once."""
     from types import SimpleNamespace
 
     from affectlab.train import cache_key, cached, resolve_device, rows_key, source_key
 
-    key = cache_key(S, list(tasks), seed, resolve_device(device).type, rows_key(train_df), rows_key(valid_rows),
-                    source_key(*_FIT_SOURCES))
+    # The thread count too: one thread sums in another order and trains to other numbers (the seed spread
+    # measures both, so a one-thread run must never read a default-thread run's model).
+    key = cache_key(S, list(tasks), seed, resolve_device(device).type, torch.get_num_threads(), rows_key(train_df),
+                    rows_key(valid_rows), source_key(*_FIT_SOURCES))
     out = cached("facechannel-frame-model", key,
                  lambda: _pack(*_fit_frame_model(S, tasks, train_df, valid_rows, device, seed)))
     model = make_fc(S, tasks).to(memory_format=torch.channels_last)   # as it trained

@@ -160,7 +160,7 @@ def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool 
 def face_feature_model(profile: str = "quick", data_root=None, device="auto", seed: int = 0, *,
                        arch: str | None = None, width: int | None = None, image_size: int | None = None,
                        epochs: int | None = None, weights: str | os.PathLike | None = None,
-                       progress: bool = False) -> Backbone:
+                       progress: bool = False, world_seed: int = 0) -> Backbone:
     """The pre-trained face backbone for ``profile`` (trained on first use, then read from the cache).
 
     Returns a ``Backbone`` in eval mode on the CPU (move it where you need it): images normalised with
@@ -177,7 +177,7 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
         report = load_vggface2(body, weights)
         body.pretrain_info = {**settings, "source": "vggface2", "load_report": str(report)}
         return body.eval()
-    root = resolve_data_root(data_root, profile_settings(profile)["preset"], seed)
+    root = resolve_data_root(data_root, profile_settings(profile)["preset"], world_seed)   # seed: training only
     key = cache_key("face_feature_model", VERSION, settings, data_fingerprint(root), seed)
     state = cached(f"face-feature-{profile}", key, lambda: pretrain(root, settings, device, seed, progress))
     body = Backbone(settings["arch"], settings["width"])
