@@ -42,8 +42,8 @@ def cache_dir() -> Path:
 
 def synthetic_root(preset: str = "quick", seed: int = 0) -> Path:
     """Where ``make_world`` puts a preset of the synthetic world: ``quick`` with seed 0 -> data/synthetic,
-    anything else in its own folder (data/synthetic-full, data/synthetic-quick-seed1), so a run with another
-    seed never regenerates — and invalidates the caches of — the world the other chapters use."""
+    anything else in its own folder (data/synthetic-full, data/synthetic-quick-seed1), so another world seed
+    (``start(..., world_seed=N)``) never regenerates — and invalidates the caches of — the course's world."""
     name = "synthetic" if preset == "quick" else f"synthetic-{preset}"
     if seed != 0:
         name = f"synthetic-{preset}-seed{seed}"
