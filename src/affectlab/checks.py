@@ -1,10 +1,10 @@
 """The floors a chapter asserts: the least a model that learnt the faces reaches, on every seed and machine.
 
 A chapter ends with ``assert_floors(name, figures, FLOORS[...])``. The floors are not tuned to one run: each
-sits below the worst of the runs measured by ``python -m affectlab.spread`` (seeds 0-2, default threads and
-``OMP_NUM_THREADS=1``; see ``benchmarks/seed_spread.md``) by at least the spread between those runs, and
-above what a model that learnt nothing scores (chance, an untrained network, shuffled labels — the tests
-check that such models fail them). Comparisons between models ("A beats B") are not floors: one seed cannot
+sits below the worst of the runs measured by ``python -m affectlab.spread`` (training seeds 0-2, default threads
+and ``OMP_NUM_THREADS=1``; ``benchmarks/seed_spread.md`` gives each margin beside the spread between the runs,
+and the README names the margins thinner than that spread), and above what a model that learnt nothing
+scores (chance, an untrained network, shuffled labels — the tests check that such models fail them). Comparisons between models ("A beats B") are not floors: one seed cannot
 decide them, so chapters show them as results.
 """
 from __future__ import annotations
