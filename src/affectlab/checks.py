@@ -4,8 +4,9 @@ A chapter ends with ``assert_floors(name, figures, FLOORS[...])``. The floors ar
 sits below the worst of the runs measured by ``python -m affectlab.spread`` (training seeds 0-2, default threads
 and ``OMP_NUM_THREADS=1``; ``benchmarks/seed_spread.md`` gives each margin beside the spread between the runs,
 and the README names the margins thinner than that spread), and above what a model that learnt nothing
-scores (chance, an untrained network, shuffled labels — the tests check that such models fail them). Comparisons between models ("A beats B") are not floors: one seed cannot
-decide them, so chapters show them as results.
+scores (chance, an untrained network, shuffled labels — the tests check that such models fail them).
+Comparisons between models ("A beats B") are not floors: one seed cannot decide them, so chapters show them
+as results.
 """
 from __future__ import annotations
 

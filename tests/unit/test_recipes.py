@@ -84,3 +84,19 @@ def test_a_training_seed_keeps_the_course_world(monkeypatch):
         start("facechannel", "quick", None, "cpu", seed)
     start("facechannel", "quick", None, "cpu", 1, world_seed=2)
     assert asked == [0, 0, 0, 2]
+
+    # The face model too: its seed is a pre-training seed on the course's world (stopped once it has asked).
+    from affectlab.recipes.pretrain import face_feature_model
+
+    class Asked(Exception):
+        pass
+
+    def ask(data_root, preset, seed):
+        asked.append(seed)
+        raise Asked
+
+    monkeypatch.setattr(roots, "resolve_data_root", ask)
+    for kw in (dict(seed=2), dict(seed=1, world_seed=3)):
+        with pytest.raises(Asked):
+            face_feature_model("quick", None, "cpu", **kw)
+    assert asked[-2:] == [0, 3]

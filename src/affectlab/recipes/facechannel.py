@@ -100,9 +100,9 @@ def fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataF
     ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per batch, ``values``
     per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s ``(preds, targs)``.
 
-    The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type and thread count,
-    the rows and the source that trains it: the chapter and the claims step (chapter 03's seed is one of the
-    claims' seeds) train each model once."""
+    The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type and
+    thread count, the rows and the source that trains it: the chapter and the claims step (chapter 03's seed
+    is one of the claims' seeds) train each model once."""
     from types import SimpleNamespace
 
     from affectlab.train import cache_key, cached, resolve_device, rows_key, source_key

@@ -166,7 +166,8 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
     Returns a ``Backbone`` in eval mode on the CPU (move it where you need it): images normalised with
     ``affectlab.data.loaders.MEAN/STD`` at ``body.pretrain_info["image_size"]`` -> ``[B, body.feature_dim]``.
     ``arch`` / ``width`` / ``image_size`` / ``epochs`` override the profile; ``weights`` loads a VGGFace2
-    pickle instead of pre-training.
+    pickle instead of pre-training. ``seed`` is the pre-training seed; the static corpora it trains on are the
+    course's world's whatever the seed (``world_seed`` draws another world).
     """
     from affectlab.data.roots import resolve_data_root
     from affectlab.train import cache_key, cached, profile_settings
