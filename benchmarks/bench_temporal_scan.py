@@ -24,8 +24,8 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     from affectlab.data.roots import resolve_data_root
     from affectlab.models import temporal_stat as ts
     from affectlab.recipes.pretrain import face_feature_model
-    from affectlab.recipes.temporal import OVERRIDES, fit_variant, scores
-    from affectlab.train import extract_features, make_learner, predict, set_seed
+    from affectlab.recipes.temporal import OVERRIDES, learner, score
+    from affectlab.train import extract_features, fit, make_learner, predict, set_seed
 
     root = resolve_data_root(None)
     tr = read_abaw_multitask(root, "train", ("EXPR", "VA"))
@@ -46,9 +46,9 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     dls = clip_dls(tr, va, s=window, stride=stride, targets=("expr", "va"), bs=64, features=tuple(feats),
                    device="cpu", seed=seed)
     with stopwatch() as heads:  # whole training runs are one-off costs: timed once, no warm-up
-        learn = fit_variant(4, dls, settings, face.feature_dim, "cpu", seed)
+        learn = fit(learner(settings, 4, dls, "cpu", seed, feature_dim=face.feature_dim), quiet=True)
     t_heads = heads.s
-    cached_scores = scores(*predict(learn, dls.valid))
+    cached_scores = score(*predict(learn, dls.valid))
 
     # (b) end-to-end on frames: the same clips, the backbone's last stage trainable.
     set_seed(seed)
@@ -60,7 +60,7 @@ def _temporal(window: int = 8, stride: int = 4, epochs: int = 2, seed: int = 0) 
     with stopwatch() as e2e, learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(epochs, settings["lr"])
     t_e2e = e2e.s
-    e2e_scores = scores(*predict(learn, dls_img.valid))
+    e2e_scores = score(*predict(learn, dls_img.valid))
 
     n_clips = len(dls.train.dataset)
     out.update({

@@ -1,43 +1,31 @@
-"""Resumable training: a run interrupted mid-way and re-run ends on exactly the numbers of an uninterrupted one.
+"""Resumable training: a fit interrupted mid-way and re-run ends on exactly the numbers of an uninterrupted one.
 
-How a user resumes
-------------------
-Re-run the same command, with the same parameters::
+To resume, re-run the same command with the same parameters (``python -m affectlab.course run --profile quick
+--out runs/quick`` after Ctrl-C, a crash or a power cut; ``python -m affectlab.fit ... --resume``). The course
+runner checkpoints each chapter under ``<out>/checkpoints/<chapter>/`` (the variable ``AFFECTLAB_CHECKPOINTS``,
+the run's parameters in ``AFFECTLAB_CHECKPOINT_KEY``): every Learner ``affectlab.train.make_learner`` builds while
+a folder is active gets a ``Checkpoint`` callback, which writes one file per fit after every epoch. On the re-run
+each fit finds its file and
 
-    python -m affectlab.course run --profile quick --out runs/quick      # interrupted (Ctrl-C, crash, power)
-    python -m affectlab.course run --profile quick --out runs/quick      # the same again: it resumes
+* if it is incomplete, continues after the last finished epoch with the model, optimiser, loss-function and
+  gradient-scaler state, the schedule's position, the Recorder's history and every random state (torch CPU and
+  CUDA, NumPy, Python ``random``, each DataLoader's shuffling ``rng``, augmentation ``gen`` and sampler
+  generator) as they were then: the remaining epochs draw the same batches, augmentations and dropout;
+* if it is complete, does not train: the final weights and the random states after training are loaded, so
+  the code after the fit draws the same numbers as before.
 
-The course runner gives each chapter a checkpoint folder, ``<out>/checkpoints/<chapter>/`` (through the
-environment variable ``AFFECTLAB_CHECKPOINTS``, with the run's parameters in ``AFFECTLAB_CHECKPOINT_KEY``).
-Every Learner that ``affectlab.train.make_learner`` builds while a folder is active gets a ``Checkpoint``
-callback; each of its fits writes one file after every epoch. On the re-run the chapter's code runs from
-the top again; each fit then finds its file and
+A file's name hashes what determines its fit: the caller's key (the runner's: chapter, profile, parameters, the
+chapter's code cells, ``affectlab.cache.code_key()``), the Learner's rank, its model's class and size, which fit
+of it this is, the epochs, hyper-parameters and schedules, the data's sizes, the initial weights and every
+random state at the start: any other run starts afresh (and leaves this one's files alone). Delete
+``<out>/checkpoints`` to start from scratch. Files are written atomically (``affectlab.cache.atomic_save``) and
+read with ``weights_only=True`` (random states are stored as tensors, numbers and strings); a file that cannot
+be read, or is another run's, is a warning and a fresh start. Tests never resume from a user's run folder (the
+variable is ignored under pytest); ``with checkpointing(folder, key_parts): ...`` activates a folder explicitly.
 
-* continues after the last finished epoch when the file is incomplete — model, optimiser, loss-function
-  and gradient-scaler state, the schedule's position (epoch and iteration: ``fit_one_cycle``'s schedule is a
-  function of them), the Recorder's history and every random state (torch CPU and CUDA, NumPy, Python
-  ``random``, and each DataLoader's own shuffling ``rng``, augmentation ``gen`` and sampler generator) are
-  restored as they were after that epoch, so the remaining epochs draw the same batches, augmentations
-  and dropout masks;
-* skips its training entirely when the file is complete: the final weights are loaded and every random
-  state is set as it was after training, so the chapter's later code draws the same numbers as before.
-
-A file belongs to one run only. Its name holds a hash of everything that determines the fit: the caller's
-key (the runner's: chapter, profile, parameters, a hash of the chapter's code cells and of affectlab's
-source), the Learner's position in the chapter (the n-th one made), its model class and parameter count,
-which fit of that Learner it is, the epochs and hyper-parameters asked for, the data's sizes, a hash of the
-initial weights and of every random state at the start of the fit. A run with another seed, other settings,
-other data, other code or other starting weights therefore starts afresh (and leaves the other run's files
-alone); only an identical run resumes. Delete ``<out>/checkpoints`` to force a run from scratch.
-
-Files are written atomically (a temporary file, fsync, ``os.replace``): a run killed while saving leaves the
-previous epoch's file intact. They are read with ``torch.load(weights_only=True)`` — nothing is unpickled:
-random states are stored as tensors, numbers and strings. A file that cannot be read, or that belongs to
-another run, is a warning naming it and a fresh start, never garbage loaded silently.
-
-Tests and nbval never resume from a user's run folder: only the course runner sets the variable, and it is
-ignored (with a warning) inside pytest. In code, ``with checkpointing(folder, key_parts): ...`` activates a
-folder explicitly.
+Only fastai's public callback API is used: the ``Checkpoint`` is the last callback at every event; a resumed fit
+pauses the others (``Callback.run``) and cancels its finished epochs (``CancelEpochException``), so no callback
+sees them again; a complete fit is cancelled (``CancelFitException``) once loaded.
 """
 from __future__ import annotations
 
@@ -47,30 +35,36 @@ import json
 import os
 import random
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException, CancelFitException
-from fastai.learner import Learner
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import ParamScheduler
+from fastai.callback.tracker import TrackerCallback
+from fastai.learner import Recorder
 from fastcore.foundation import L
 from torch import nn
+
+from affectlab.cache import atomic_save, code_key
 
 ENV = "AFFECTLAB_CHECKPOINTS"
 ENV_KEY = "AFFECTLAB_CHECKPOINT_KEY"
 FORMAT = "affectlab-checkpoint-1"
+# What a checkpoint keeps of the Learner's callbacks: the Recorder's history, the schedule's, a tracker's best.
+KEPT = {Recorder: ("values", "lrs", "iters", "losses"), ParamScheduler: ("hps",),
+        TrackerCallback: ("best", "wait", "new_best")}
 
 
-# --- activation ------------------------------------------------------------------------------------------
-
+@dataclass
 class _Session:
-    """A checkpoint folder with the key of the run that writes it, counting the Learners made under it."""
-
-    def __init__(self, folder: str | os.PathLike, key_parts: dict | None):
-        self.folder = Path(folder)
-        self.key_parts = dict(key_parts or {})
-        self.n_learners = 0
+    """A checkpoint folder, the key of the run that writes it, and how many Learners were made under it."""
+    folder: Path
+    key_parts: dict
+    n_learners: int = 0
 
 
 _CONTEXT: list[_Session] = []
@@ -79,11 +73,9 @@ _ENV_SESSION: dict[tuple, _Session] = {}
 
 @contextlib.contextmanager
 def checkpointing(folder: str | os.PathLike, key_parts: dict | None = None) -> Iterator[_Session]:
-    """Within this block every Learner made by ``make_learner`` checkpoints its fits under ``folder``,
-    keyed by ``key_parts`` (a JSON-serialisable dict of whatever determines the run: seed, settings, ...)
-    plus the Learner's own sub-key. Learners are numbered from 0 on entering the block, as in a fresh
-    process."""
-    session = _Session(folder, key_parts)
+    """Within this block every Learner made by ``make_learner`` checkpoints its fits under ``folder``, keyed by
+    ``key_parts`` (a JSON-able dict of what determines the run) and its own sub-key; numbered from 0."""
+    session = _Session(Path(folder), dict(key_parts or {}))
     _CONTEXT.append(session)
     try:
         yield session
@@ -92,26 +84,21 @@ def checkpointing(folder: str | os.PathLike, key_parts: dict | None = None) -> I
 
 
 def session_from_env(environ=None) -> _Session | None:
-    """The session the course runner asked for through ``AFFECTLAB_CHECKPOINTS`` (None when unset). One
-    per process and value: the n-th Learner of a chapter's kernel is the n-th of the session."""
+    """The runner's session (``AFFECTLAB_CHECKPOINTS``; None when unset), one per process and value."""
     environ = os.environ if environ is None else environ
-    folder = environ.get(ENV)
+    folder, raw = environ.get(ENV), environ.get(ENV_KEY, "{}")
     if not folder:
         return None
-    raw = environ.get(ENV_KEY, "{}")
     try:
         key = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"{ENV_KEY} is not JSON ({e}): {raw[:200]!r}") from None
-    ident = (folder, raw)
-    if ident not in _ENV_SESSION:
-        _ENV_SESSION[ident] = _Session(folder, key if isinstance(key, dict) else {"key": key})
-    return _ENV_SESSION[ident]
+    key = key if isinstance(key, dict) else {"key": key}
+    return _ENV_SESSION.setdefault((folder, raw), _Session(Path(folder), key))
 
 
 def active_session() -> _Session | None:
-    """The innermost ``checkpointing`` block, else the runner's environment variable (ignored under pytest,
-    so a test never resumes from a user's run folder), else None."""
+    """The innermost ``checkpointing`` block, else the runner's variable (ignored under pytest), else None."""
     if _CONTEXT:
         return _CONTEXT[-1]
     if os.environ.get(ENV) and "PYTEST_CURRENT_TEST" in os.environ:
@@ -120,97 +107,74 @@ def active_session() -> _Session | None:
     return session_from_env()
 
 
-def attach(learn, enabled: bool = True):
-    """Called by ``make_learner``: give ``learn`` a ``Checkpoint`` when a folder is active. Returns it or None.
-    Every Learner made while active counts (so the n-th one keeps its number), even with ``enabled=False``."""
+def attach(learn, enabled: bool = True) -> Checkpoint | None:
+    """``make_learner``'s hook: give ``learn`` a ``Checkpoint`` when a folder is active (returned, else None).
+    Every Learner made while active counts, even with ``enabled=False``, so the n-th keeps its number."""
     session = active_session()
     if session is None:
         return None
-    index = session.n_learners
     session.n_learners += 1
     if not enabled:
         return None
-    cb = Checkpoint(session.folder, session.key_parts, index)
-    learn.add_cb(cb)
+    learn.add_cb(cb := Checkpoint(session.folder, session.key_parts, session.n_learners - 1))
     return cb
 
 
-# --- keys ------------------------------------------------------------------------------------------------
-
-def _hash_json(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def source_hash(package_dir: str | os.PathLike | None = None) -> str:
-    """A hash of every ``*.py`` file of the affectlab package (names and contents)."""
-    root = Path(package_dir) if package_dir else Path(__file__).parent
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
 def notebook_code_hash(notebook: str | os.PathLike) -> str:
-    """A hash of a notebook's code cells (sources only: outputs, markdown and papermill's injected
-    parameters cell do not count)."""
+    """A hash of a notebook's code cells (not outputs, markdown, nor papermill's injected parameters)."""
     raw = Path(notebook).read_bytes()
     try:
-        doc = json.loads(raw)
+        cells = json.loads(raw).get("cells", [])
     except ValueError:       # not a notebook's JSON: its bytes are what identify it
         return hashlib.sha256(raw).hexdigest()[:16]
-    cells = [c for c in doc.get("cells", []) if c.get("cell_type") == "code"
-             and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
-    srcs = ["".join(c["source"]) if isinstance(c.get("source"), list) else str(c.get("source", "")) for c in cells]
-    return _hash_json(srcs)[:16]
+    return _hash(["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"
+                  and "injected-parameters" not in c.get("metadata", {}).get("tags", [])])[:16]
 
 
 def chapter_key(notebook: str | os.PathLike, profile: str, params: dict) -> dict:
     """The key the course runner gives a chapter's checkpoints: what determines its trainings."""
     return {"chapter": Path(notebook).stem, "profile": profile, "params": params,
-            "code": notebook_code_hash(notebook), "affectlab": source_hash()}
-
-
-def _tensor_digest(tensors: dict) -> str:
-    h = hashlib.sha256()
-    for k, v in tensors.items():
-        h.update(f"{k}:{v.dtype}:{tuple(v.shape)}\0".encode())
-        t = v.detach().cpu().contiguous().reshape(-1)
-        if t.numel():
-            h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-# --- random states, stored without pickle ----------------------------------------------------------------
-
-def _encode_rng(obj) -> dict | None:
-    """A weights_only-loadable form of a random generator's state (None for anything else)."""
-    if isinstance(obj, random.Random):
-        version, state, gauss = obj.getstate()
-        return {"kind": "python", "version": int(version), "state": torch.tensor(state, dtype=torch.int64),
-                "gauss": gauss}
-    if isinstance(obj, np.random.RandomState):
-        name, key, pos, has_gauss, gauss = obj.get_state(legacy=True)
-        return {"kind": "numpy", "name": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                "has_gauss": int(has_gauss), "gauss": float(gauss)}
-    if isinstance(obj, np.random.Generator):
-        return {"kind": "numpy_generator", "json": json.dumps(obj.bit_generator.state, default=_jsonable)}
-    if isinstance(obj, torch.Generator):
-        return {"kind": "torch", "device": str(obj.device), "state": obj.get_state()}
-    return None
+            "code": notebook_code_hash(notebook), "affectlab": code_key()}
 
 
 def _jsonable(o):
     if isinstance(o, (np.ndarray, torch.Tensor)):
         return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"cannot store {type(o).__name__} in a checkpoint")
+    if isinstance(o, L):
+        return list(o)
+    return o.item() if isinstance(o, np.generic) else str(o)
+
+
+def _hash(obj) -> str:
+    """A hash of JSON-able data in which a tensor counts by its dtype, shape and bytes (weights, random states)."""
+    def enc(o):
+        if not isinstance(o, torch.Tensor):
+            return _jsonable(o)
+        t = o.detach().cpu().contiguous().reshape(-1)
+        return [str(t.dtype), list(o.shape), hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest()]
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=enc).encode()).hexdigest()
+
+
+# --- random states, stored without pickle: tensors, numbers and strings ------------------------------------
+
+def _encode_rng(obj) -> dict:
+    """A weights_only-loadable form of a generator's state (also of the ``random`` and ``np.random`` modules')."""
+    if isinstance(obj, torch.Generator):
+        return {"kind": "torch", "state": obj.get_state()}
+    if isinstance(obj, np.random.Generator):
+        return {"kind": "numpy_generator", "json": json.dumps(obj.bit_generator.state, default=_jsonable)}
+    if hasattr(obj, "get_state"):          # a RandomState, or np.random's global one
+        name, key, pos, has_gauss, gauss = obj.get_state(legacy=True)
+        return {"kind": "numpy", "name": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    version, state, gauss = obj.getstate()  # a random.Random, or the module's hidden one
+    return {"kind": "python", "version": int(version), "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss}
 
 
 def _decode_rng_into(obj, enc: dict) -> None:
     kind = enc["kind"]
     if kind == "python":
-        obj.setstate((enc["version"], tuple(int(v) for v in enc["state"].tolist()), enc["gauss"]))
+        obj.setstate((enc["version"], tuple(enc["state"].tolist()), enc["gauss"]))
     elif kind == "numpy":
         obj.set_state((enc["name"], enc["key"].numpy().astype(np.uint32), enc["pos"], enc["has_gauss"], enc["gauss"]))
     elif kind == "numpy_generator":
@@ -224,18 +188,15 @@ def _decode_rng_into(obj, enc: dict) -> None:
         raise ValueError(f"unknown random state kind {kind!r}")
 
 
-def _loader_rngs(dls) -> dict[str, Any]:
-    """Every random generator a DataLoader draws from: fastai's shuffling ``rng``, affectlab's augmentation
-    ``gen``, any other generator attribute, and its sampler's ``generator`` — keyed '<loader>.<attr>'."""
-    loaders = list(getattr(dls, "loaders", None) or [])
+def _loader_rngs(dls) -> dict:
+    """Every random generator a DataLoader draws from (fastai's ``rng``, affectlab's ``gen``, any other, its
+    sampler's, and those of a loader it wraps for data-parallel training), keyed '<loader>.<attr>'."""
     out = {}
-    for i, dl in enumerate(loaders):
-        inner = getattr(dl, "dl", None)      # a loader wrapped for data-parallel training (fastai's DistributedDL)
+    for i, dl in enumerate(getattr(dls, "loaders", None) or []):
+        inner = getattr(dl, "dl", None)
         for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler"),
                               (inner, f"{i}.dl"), (getattr(inner, "sampler", None), f"{i}.dl.sampler")):
-            if owner is None or not hasattr(owner, "__dict__"):
-                continue
-            for name, val in sorted(vars(owner).items()):
+            for name, val in sorted(vars(owner).items()) if hasattr(owner, "__dict__") else ():
                 if isinstance(val, (random.Random, np.random.RandomState, np.random.Generator, torch.Generator)):
                     out[f"{prefix}.{name}"] = val
     return out
@@ -243,25 +204,21 @@ def _loader_rngs(dls) -> dict[str, Any]:
 
 def capture_rng(dls=None) -> dict:
     """Every random state of this process (torch CPU and CUDA, NumPy, Python) and of ``dls``' loaders."""
-    version, st, gauss = random.getstate()   # the hidden instance behind the module-level functions
-    state = {"torch": torch.get_rng_state(), "numpy": _encode_rng(np.random.mtrand._rand),
-             "python": {"kind": "python", "version": int(version), "state": torch.tensor(st, dtype=torch.int64),
-                        "gauss": gauss}}
-    state["cuda"] = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
-    state["loaders"] = {k: _encode_rng(v) for k, v in _loader_rngs(dls).items()} if dls is not None else {}
-    return state
+    return {"torch": torch.get_rng_state(), "numpy": _encode_rng(np.random), "python": _encode_rng(random),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+            "loaders": {k: _encode_rng(v) for k, v in _loader_rngs(dls).items()} if dls is not None else {}}
 
 
 def restore_rng(state: dict, dls=None) -> None:
     """Set every random state captured by ``capture_rng`` (a generator missing on either side is an error)."""
     torch.set_rng_state(state["torch"])
-    _decode_rng_into(np.random.mtrand._rand, state["numpy"])
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    _decode_rng_into(np.random, state["numpy"])
+    _decode_rng_into(random, state["python"])
     if state["cuda"]:
-        if not torch.cuda.is_available() or torch.cuda.device_count() != len(state["cuda"]):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n != len(state["cuda"]):
             raise RuntimeError(f"the checkpoint holds the random states of {len(state['cuda'])} CUDA device(s); "
-                               f"this machine has {torch.cuda.device_count() if torch.cuda.is_available() else 0}")
+                               f"this machine has {n}")
         torch.cuda.set_rng_state_all(state["cuda"])
     if dls is not None:
         have = _loader_rngs(dls)
@@ -272,266 +229,165 @@ def restore_rng(state: dict, dls=None) -> None:
             _decode_rng_into(gen, state["loaders"][k])
 
 
-def _rng_digest(state: dict) -> str:
-    h = hashlib.sha256()
-
-    def walk(prefix, v):
-        if isinstance(v, dict):
-            for k in sorted(v):
-                walk(f"{prefix}.{k}", v[k])
-        elif isinstance(v, (list, tuple)):
-            for i, x in enumerate(v):
-                walk(f"{prefix}[{i}]", x)
-        elif isinstance(v, torch.Tensor):
-            h.update(prefix.encode() + _tensor_digest({"": v}).encode())
-        else:
-            h.update(f"{prefix}={v!r}".encode())
-
-    walk("", state)
-    return h.hexdigest()
-
-
-# --- plain values for weights_only ----------------------------------------------------------------------
-
 def _plain(o):
-    """``o`` with NumPy scalars and arrays made Python numbers and tensors (weights_only refuses NumPy)."""
+    """``o`` with NumPy values made Python numbers and tensors, list-likes lists (weights_only refuses NumPy)."""
     if isinstance(o, dict):
         return {k: _plain(v) for k, v in o.items()}
-    if isinstance(o, L):
-        return [_plain(v) for v in o]
-    if isinstance(o, tuple) and type(o) is tuple:
-        return tuple(_plain(v) for v in o)
-    if isinstance(o, (list, tuple)):       # lists and list-likes (fastcore's L) become lists
-        return [_plain(v) for v in o]
+    if isinstance(o, (list, tuple, L)):
+        return (tuple if type(o) is tuple else list)(_plain(v) for v in o)
     if isinstance(o, np.ndarray):
         return torch.from_numpy(o.copy())
-    if isinstance(o, np.generic):
-        return o.item()
-    return o
-
-
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    return o.item() if isinstance(o, np.generic) else o
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint file's contents, read without unpickling (``weights_only=True``); a file of another
-    format is a ValueError."""
+    """A checkpoint file's contents, read with ``weights_only=True``; another format is a ValueError."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} file")
     return ck
 
 
-# --- the callback and the Learner that honours it ------------------------------------------------------
-
 class Checkpoint(Callback):
-    """Checkpoint every fit of its Learner under ``folder`` (see the module's docstring), once per epoch.
-
-    The epoch loop itself is ``ResumableLearner._do_fit`` (what ``make_learner`` builds): a resumed fit starts
-    at its first unfinished epoch, so no callback sees the finished epochs again (a ``SaveModelCallback``
-    does not re-save them; ``best`` values of tracker callbacks are restored). ``lr_find`` is never
-    checkpointed; ``validate`` / ``get_preds`` are untouched."""
-
-    order = 55
+    """Checkpoints every fit of its Learner under ``folder`` after each epoch, resumes or skips it (see the
+    module); ``lr_find``, ``validate`` and ``get_preds`` are left alone. ``last_action``: what the last fit did
+    ('fresh', 'resumed' or 'skipped')."""
+    order = 1100    # the last at every event: keys and loads after the others' before_fit, saves after all
 
     def __init__(self, folder: str | os.PathLike, key_parts: dict | None = None, index: int = 0):
         self.folder, self.key_parts, self.index = Path(folder), dict(key_parts or {}), index
-        self.n_fit = 0
-        self.file: Path | None = None
-        self.last_action: str | None = None   # 'fresh', 'resumed', 'skipped' — what the last fit did
+        self.n_fit, self.file, self.last_action, self.active, self.start, self.paused = 0, None, None, False, 0, []
+
+    def own_event(self) -> bool:
+        """Whether this event is one of our fits': not ``lr_find``'s, nor ``validate``'s or ``get_preds``' (which
+        send before_fit ... after_fit too, holding ``learn.lock``)."""
+        lock = getattr(self.learn, "lock", None)
+        return not (hasattr(self.learn, "lr_finder") or (lock is not None and lock.locked()))
+
+    def named_cbs(self):
+        """(name, callback): the class name and rank among its class's callbacks (stable as others come and go)."""
+        seen: dict[str, int] = {}
+        for cb in self.learn.cbs:
+            seen[n] = seen.get(n := type(cb).__name__, -1) + 1
+            yield f"{n}.{seen[n]}", cb
+
+    def fit_key(self) -> dict:
+        """What determines the fit about to start (the others' ``before_fit`` done): its file's name hashes it."""
+        learn, model = self.learn, self.learn.model
+        # fit_one_cycle's learning rates live in its ParamScheduler: a schedule is keyed by its values
+        scheds = {f"{n}.{k}": [f(float(p)) for p in np.linspace(0, 1, 101)]
+                  for n, cb in self.named_cbs() for k, f in sorted(getattr(cb, "scheds", {}).items())}
+        data = [[len(dl.dataset), getattr(dl, "bs", None)] if hasattr(getattr(dl, "dataset", None), "__len__")
+                else None for dl in getattr(learn.dls, "loaders", [])]
+        key = {"run": self.key_parts, "learner": self.index, "model": type(model).__name__, "fit": self.n_fit,
+               "n_params": sum(p.numel() for p in model.parameters()), "n_epoch": learn.n_epoch, "data": data,
+               "hypers": learn.opt.hypers, "schedules": scheds, "loss": type(learn.loss_func).__name__,
+               "weights": _hash(model.state_dict()), "rng": _hash(capture_rng(learn.dls))}
+        return json.loads(json.dumps(key, default=_jsonable))
+
+    def file_for(self, key: dict) -> Path:
+        """The file of this Learner's next fit with ``key`` (``fit_key()``)."""
+        model = type(self.learn.model).__name__
+        return self.folder / f"learner{self.index:02d}-{model}-fit{self.n_fit}-{_hash(key)[:16]}.pt"
 
     def before_fit(self):
-        if not isinstance(self.learn, ResumableLearner):
-            raise TypeError("Checkpoint needs a Learner from affectlab.train.make_learner (a ResumableLearner): "
-                            "a plain fastai Learner would ignore it")
+        if not self.own_event():
+            return
+        self.key = self.fit_key()
+        self.file, self.start, self.paused, self.logged = self.file_for(self.key), 0, [], []
+        self.n_fit, self.active, self.last_action = self.n_fit + 1, True, "fresh"
+        ck = self.load_matching()
+        if ck is None:
+            return
+        try:
+            self.restore(ck)
+        except Exception as e:
+            raise RuntimeError(f"checkpoint {self.file} matched this run but could not be restored ({type(e).__name__}"
+                               f": {e}); the Learner is in an undefined state: delete the file to train afresh") from e
+        self.start, self.last_action = ck["epochs_done"], "skipped" if ck["complete"] else "resumed"
+        if ck["complete"]:
+            self.active = False
+            print(f"checkpoint: {self.file.name} is complete ({self.start}/{ck['n_epoch']} epochs): loaded its final "
+                  "state, training skipped")
+            raise CancelFitException
+        print(f"checkpoint: resuming {self.file.name} after epoch {self.start}/{ck['n_epoch']}")
+        # no other callback sees the finished epochs, but the progress bar (it counts from epoch 0)
+        self.paused = [(cb, cb.run) for cb in self.learn.cbs if cb is not self and not isinstance(cb, ProgressCallback)]
+        for cb, _ in self.paused:
+            cb.run = False
 
-    # -- keys --
-    def _key(self) -> dict:
-        learn = self.learn
-        model = learn.model
-        dls = learn.dls
+    def before_epoch(self):
+        if self.active and self.own_event() and self.learn.epoch < self.start:
+            raise CancelEpochException
 
-        def size(dl):
-            try:
-                return [len(dl.dataset), getattr(dl, "bs", None)]
-            except TypeError:
-                return None
+    def after_epoch(self):
+        epoch, rec = self.learn.epoch, getattr(self.learn, "recorder", None)
+        if not (self.active and self.own_event()) or epoch < self.start - 1:
+            return
+        if epoch == self.start - 1:       # the last finished epoch: the others run from the next one
+            for cb, run in self.paused:
+                cb.run = run
+            return
+        if rec is not None and getattr(rec, "log", None) is not None:
+            self.logged.append(_plain(list(rec.log)))
+        atomic_save(self.state(epoch + 1, complete=epoch + 1 == self.learn.n_epoch), self.file)
 
-        # fit_one_cycle's learning rates live in its ParamScheduler (the optimiser holds fit's default until
-        # the first batch): a schedule is keyed by its values along the fit.
-        scheds = {f"{cb_name}.{name}": [_plain(f(float(p))) for p in np.linspace(0, 1, 101)]
-                  for cb_name, cb in _named_cbs(learn) for name, f in sorted(getattr(cb, "scheds", {}).items())}
-        return {"run": self.key_parts, "learner": self.index, "model": type(model).__name__,
-                "n_params": sum(p.numel() for p in model.parameters()), "fit": self.n_fit,
-                "n_epoch": learn.n_epoch, "hypers": json.loads(json.dumps(_plain(learn.opt.hypers), default=str)),
-                "schedules": json.loads(json.dumps(scheds, default=_jsonable)),
-                "loss": type(learn.loss_func).__name__, "data": [size(dl) for dl in getattr(dls, "loaders", [])],
-                "weights": _tensor_digest(model.state_dict()), "rng": _rng_digest(capture_rng(dls))}
+    def after_cancel_fit(self):       # stopped early by a callback (EarlyStopping ...): that is its end
+        if self.active and self.own_event():
+            atomic_save(self.state(self.learn.epoch, complete=True), self.file)
 
-    # -- state --
-    def _state(self, epochs_done: int, complete: bool) -> dict:
-        learn = self.learn
-        rec = getattr(learn, "recorder", None)
-        sched = [cb for cb in learn.cbs if type(cb).__name__ == "ParamScheduler"]
-        trackers = {name: {a: _plain(getattr(cb, a)) for a in ("best", "wait", "new_best")
-                           if isinstance(getattr(cb, a, None), (int, float, np.generic))}
-                    for name, cb in _named_cbs(learn)}
-        meta = {"key": self.key, "epochs_done": epochs_done, "n_epoch": learn.n_epoch, "complete": complete,
-                "epoch": learn.epoch, "train_iter": getattr(learn, "train_iter", 0),
-                "trackers": {k: v for k, v in trackers.items() if v},
-                "hps": {k: [float(x) for x in v] for k, v in sched[0].hps.items()} if sched else None}
-        ck = {"format": FORMAT, "model": learn.model.state_dict(), "opt": _plain(learn.opt.state_dict()),
-              "rng": capture_rng(learn.dls)}
+    def after_fit(self):
+        if self.own_event():
+            self.active = False
+
+    def state(self, epochs_done: int, complete: bool) -> dict:
+        """The checkpoint of the fit as it is now, after ``epochs_done`` epochs."""
+        learn, rec = self.learn, getattr(self.learn, "recorder", None)
+        kept = {n: {a: _plain(getattr(cb, a)) for a in next((v for k, v in KEPT.items() if isinstance(cb, k)), ())
+                    if a in vars(cb)} for n, cb in self.named_cbs()}
+        ck = {"format": FORMAT, "key": self.key, "epochs_done": epochs_done, "n_epoch": learn.n_epoch,
+              "complete": complete, "model": learn.model.state_dict(), "opt": _plain(learn.opt.state_dict()),
+              "train_iter": learn.train_iter, "log": self.logged, "cbs": {n: v for n, v in kept.items() if v},
+              "smooth_loss": (rec.smooth_loss.count, rec.smooth_loss.val) if rec is not None else None}
         if isinstance(learn.loss_func, nn.Module):
             ck["loss"] = learn.loss_func.state_dict()
-        scaler = getattr(learn, "scaler", None)
-        if scaler is not None and hasattr(scaler, "state_dict"):
-            ck["scaler"] = _plain(scaler.state_dict())
-        if rec is not None:
-            meta["recorder"] = {"values": _plain([list(v) for v in rec.values]), "lrs": [float(x) for x in rec.lrs],
-                                "iters": [int(x) for x in rec.iters], "count": rec.smooth_loss.count,
-                                "log": [_plain(list(r)) for r in self.logged]}
-            ck["recorder"] = {"losses": torch.stack([torch.as_tensor(x).float().cpu() for x in rec.losses])
-                              if rec.losses else torch.zeros(0),
-                              "smooth_val": torch.as_tensor(rec.smooth_loss.val).detach().cpu()}
-        ck["meta"] = json.dumps(meta, default=_jsonable)
-        return ck
+        if hasattr(getattr(learn, "scaler", None), "state_dict"):
+            ck["scaler"] = _plain(learn.scaler.state_dict())
+        return {**ck, "rng": capture_rng(learn.dls)}
 
-    def _restore(self, ck: dict, meta: dict) -> None:
-        learn = self.learn
+    def restore(self, ck: dict) -> None:
+        """Set the Learner, its callbacks and every random state as ``ck`` holds them."""
+        learn, rec = self.learn, getattr(self.learn, "recorder", None)
         learn.model.load_state_dict(ck["model"])
-        dev = {p: p.device for p, *_ in learn.opt.all_params()}
-        sd = ck["opt"]
-        state = [{k: v.to(dev[p]) if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-                 for (p, *_), s in zip(learn.opt.all_params(), sd["state"])]
-        learn.opt.load_state_dict({"state": state, "hypers": L(sd["hypers"])})
-        if "loss" in ck and isinstance(learn.loss_func, nn.Module):
+        params = [p for p, *_ in learn.opt.all_params()]
+        state = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                 for p, s in zip(params, ck["opt"]["state"], strict=True)]
+        learn.opt.load_state_dict({"state": state, "hypers": L(ck["opt"]["hypers"])})
+        if "loss" in ck:
             learn.loss_func.load_state_dict(ck["loss"])
         if "scaler" in ck and getattr(learn, "scaler", None) is not None:
             learn.scaler.load_state_dict(ck["scaler"])
-        learn.train_iter = meta["train_iter"]
-        rec = getattr(learn, "recorder", None)
-        if rec is not None and "recorder" in meta:
-            r = meta["recorder"]
-            dev0 = next(iter(dev.values()), torch.device("cpu"))
-            rec.values = [list(v) for v in r["values"]]
-            rec.lrs, rec.iters = list(r["lrs"]), list(r["iters"])
-            rec.losses = [x.to(dev0) for x in ck["recorder"]["losses"]]
-            rec.smooth_loss.count = r["count"]
-            rec.smooth_loss.val = ck["recorder"]["smooth_val"].to(dev0)
-            if rec.values:
-                learn.final_record = list(rec.values[-1])
-            self.logged = [list(row) for row in r["log"]]
-            for row in self.logged:        # the finished epochs' table rows, as they were first printed
-                learn.logger(row)
-        if meta.get("hps") is not None:
-            for cb in learn.cbs:
-                if type(cb).__name__ == "ParamScheduler":
-                    cb.hps = {k: list(v) for k, v in meta["hps"].items()}
-        for name, cb in _named_cbs(learn):
-            for a, v in meta.get("trackers", {}).get(name, {}).items():
+        learn.train_iter, self.logged = ck["train_iter"], ck["log"]
+        for name, cb in self.named_cbs():
+            for a, v in ck["cbs"].get(name, {}).items():
                 setattr(cb, a, v)
+        if rec is not None:
+            rec.smooth_loss.count, rec.smooth_loss.val = ck["smooth_loss"]
+            learn.final_record = list(rec.values[-1]) if rec.values else None
+        for row in self.logged:            # the finished epochs' table rows, as they were first printed
+            learn.logger(row)
         restore_rng(ck["rng"], learn.dls)   # last: nothing above draws a random number
 
-    def _load_matching(self) -> tuple[dict, dict] | None:
-        """The checkpoint of this very fit, validated against the Learner; None (with a warning when a file
-        is there but unusable) to start afresh."""
-        path = self.file
-        if not path.is_file():
+    def load_matching(self) -> dict | None:
+        """The checkpoint of this very fit; None to start afresh (with a warning if a file is there but unusable)."""
+        if not self.file.is_file():
             return None
         try:
-            ck = load_checkpoint(path)
-            meta = json.loads(ck["meta"])
-            if meta.get("key") != self.key:
+            ck = load_checkpoint(self.file)
+            if ck.get("key") != self.key:
                 raise ValueError("it belongs to another run (its key differs)")
-            model_sd = self.learn.model.state_dict()
-            if list(ck["model"]) != list(model_sd) or any(ck["model"][k].shape != v.shape for k, v in model_sd.items()):
-                raise ValueError("its model weights do not fit this model")
-            n_params = sum(1 for _ in self.learn.opt.all_params())
-            if len(ck["opt"]["state"]) != n_params or len(ck["opt"]["hypers"]) != len(self.learn.opt.hypers):
-                raise ValueError("its optimiser state does not fit this optimiser")
-        except Exception as e:
-            warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); training afresh and "
+            return ck
+        except Exception as e:  # noqa: BLE001  (any unusable file is a fresh start)
+            warnings.warn(f"checkpoint {self.file} is unusable ({type(e).__name__}: {e}); training afresh and "
                           "overwriting it", stacklevel=2)
             return None
-        return ck, meta
-
-    def file_for(self, key: dict) -> Path:
-        """The file of this Learner's next fit with ``key`` (``_key()``; a command can ask before fitting
-        whether there is one to resume)."""
-        name = f"learner{self.index:02d}-{type(self.learn.model).__name__}-fit{self.n_fit}-{_hash_json(key)[:16]}.pt"
-        return self.folder / name
-
-    def _fit(self):
-        """The epoch loop of a checkpointed fit (called by ``ResumableLearner._do_fit``)."""
-        learn = self.learn
-        self.key = self._key()
-        self.file = self.file_for(self.key)
-        self.n_fit += 1
-        self.logged: list = []
-        start = 0
-        found = self._load_matching()
-        if found is not None:
-            ck, meta = found
-            try:
-                self._restore(ck, meta)
-            except Exception as e:
-                raise RuntimeError(f"checkpoint {self.file} matched this run but could not be restored "
-                                   f"({type(e).__name__}: {e}); the Learner is in an undefined state — delete "
-                                   "the file to train afresh") from e
-            start = meta["epochs_done"]
-            if meta["complete"]:
-                self.last_action = "skipped"
-                print(f"checkpoint: {self.file.name} is complete ({meta['epochs_done']}/{meta['n_epoch']} epochs): "
-                      "loaded its final state, training skipped")
-                return
-            self.last_action = "resumed"
-            print(f"checkpoint: resuming {self.file.name} after epoch {start}/{learn.n_epoch}")
-        else:
-            self.last_action = "fresh"
-        epoch = start
-        try:
-            for epoch in range(start, learn.n_epoch):
-                learn.epoch = epoch
-                learn._with_events(learn._do_epoch, "epoch", CancelEpochException)
-                self._log_row()
-                _atomic_save(self._state(epoch + 1, complete=epoch + 1 == learn.n_epoch), self.file)
-        except CancelFitException:   # stopped early by a callback (EarlyStopping ...): that is its end
-            _atomic_save(self._state(epoch, complete=True), self.file)
-            raise
-
-    def _log_row(self):
-        rec = getattr(self.learn, "recorder", None)
-        if rec is not None and getattr(rec, "log", None) is not None:
-            self.logged.append([x.item() if isinstance(x, torch.Tensor) else x for x in rec.log])
-
-
-def _named_cbs(learn):
-    """(name, callback): the class name with its rank among callbacks of that class (stable when others,
-    e.g. ones passed to a single fit, come and go)."""
-    seen: dict[str, int] = {}
-    for cb in learn.cbs:
-        n = type(cb).__name__
-        seen[n] = seen.get(n, -1) + 1
-        yield f"{n}.{seen[n]}", cb
-
-
-class ResumableLearner(Learner):
-    """A fastai Learner whose fits honour a ``Checkpoint`` callback (without one, exactly a Learner)."""
-
-    def _do_fit(self):
-        cb = next((c for c in self.cbs if isinstance(c, Checkpoint)), None)
-        if cb is None or hasattr(self, "lr_finder"):
-            return super()._do_fit()
-        return cb._fit()

@@ -18,7 +18,6 @@ and the report (chapter 09) opens with all of them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -124,60 +123,27 @@ def decide(claim: Claim, pairs: dict[int, tuple[float, float]]) -> dict:
             "p_holds": p_up, "p_opposite": p_down, "verdict": v}
 
 
-# Modules that cannot change a trained number (commands, display, other tools): left out of the source digest
-# so that editing them keeps the cached per-seed results.
-_NOT_TRAINING = {"claims.py", "course.py", "spread.py", "checks.py", "fit.py", "distributed.py", "video.py",
-                 "explain.py", "faces.py", "realface.py"}
-
-
-def _source_digest(recipe_name: str) -> str:
-    """A hash of the source that trains ``recipe_name``'s models (the package without the other recipes and
-    the modules of ``_NOT_TRAINING``): a per-seed result is reused only while none of it changed."""
-    from affectlab.recipes import RECIPES
-
-    h = hashlib.sha256()
-    pkg = Path(__file__).parent
-    others = {f"recipes/{mod}.py" for name, (mod, _) in RECIPES.items() if name not in (recipe_name, "pretrain")}
-    for p in sorted(pkg.rglob("*.py")):
-        rel = p.relative_to(pkg).as_posix()
-        if rel in _NOT_TRAINING or rel in others:
-            continue
-        h.update(p.relative_to(pkg).as_posix().encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _data_id(root: Path) -> str:
-    manifest = Path(root) / "manifest.json"
-    return json.loads(manifest.read_text())["content_hash"] if manifest.is_file() else str(Path(root).resolve())
-
-
 def paired_results(recipe_name: str, seed: int, profile: str, data_root=None, device="auto",
                    overrides: dict | None = None, cache: bool = True) -> dict[str, tuple[float, float]]:
     """``{claim id: (A, B)}`` of one recipe under one training seed (``overrides``: settings of that recipe,
     e.g. fewer epochs for a test of the machinery), from data/cache/claims when the same data, settings and
     source made it before."""
+    from affectlab.cache import cached_json, code_key, data_key, key
     from affectlab.data.roots import resolve_data_root
-    from affectlab.paths import cache_dir
-    from affectlab.recipes import recipe, settings
-    from affectlab.train import cache_key
+    from affectlab.recipes import RECIPES, recipe, settings
 
     S = settings(recipe_name, profile, **(overrides or {}))
     root = resolve_data_root(data_root, S["preset"], 0)
-    key = cache_key(recipe_name, profile, seed, _data_id(root), S, _source_digest(recipe_name))
-    path = cache_dir() / "claims" / f"{recipe_name}-{profile}-seed{seed}-{key}.json"
-    if cache and path.is_file():
-        try:
-            return {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
-        except (ValueError, OSError):
-            pass   # unreadable: recompute
-    out = recipe(recipe_name).paired_claims(seed, profile, data_root, device, **(overrides or {}))
-    out = {k: (float(a), float(b)) for k, (a, b) in out.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
-    return out
+
+    def compute() -> dict:
+        out = recipe(recipe_name).paired_claims(seed, profile, data_root, device, **(overrides or {}))
+        return {k: (float(a), float(b)) for k, (a, b) in out.items()}
+
+    if not cache:
+        return compute()
+    # one invalidation rule (affectlab.cache): the data, the settings and the code that trains this recipe
+    k = key(recipe_name, profile, seed, data_key(root), S, code_key(RECIPES[recipe_name][0]))
+    return {c: tuple(v) for c, v in cached_json(f"claims/{recipe_name}-{profile}-seed{seed}", k, compute).items()}
 
 
 def run_claims(profile: str = "quick", data_root=None, device="auto", seeds: Sequence[int] | None = None,

@@ -248,7 +248,8 @@ def _mean(lo_hi) -> float:
     return (lo_hi[0] + lo_hi[1]) / 2
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A rough duration for a person: "45 s", "12 min", "3 h", "2 days"."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
@@ -289,7 +290,7 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
                      f"~{total / 1e3:,.0f}k images ({aw_frames / 1e3:,.0f}k Aff-Wild2 frames in {p['subjects']} "
                      f"videos, {hume_frames / 1e3:,.0f}k Hume-Reaction frames in {sum(p['hume'])} videos, "
                      f"{static / 1e3:,.0f}k static faces), ~{total * BYTES_PER_SYNTHETIC_IMAGE / 1e9:.1f} GB on "
-                     f"disk, ~{_duration(total / GEN_IMAGES_PER_S)} at ~{GEN_IMAGES_PER_S:,} images/s")
+                     f"disk, ~{duration(total / GEN_IMAGES_PER_S)} at ~{GEN_IMAGES_PER_S:,} images/s")
     else:
         lines.append(f"- read your data at {given['data_root']} (sizes below assume the synthetic 'full' preset; "
                      "yours scale them)")
@@ -321,7 +322,7 @@ def paper_plan(notebooks: Sequence[Path], given: dict, cuda: bool | None = None)
         rate = RESNET50_TRAIN_IMAGES_PER_S_GPU if on_gpu else RESNET50_TRAIN_IMAGES_PER_S_CPU
         lines.append(f"Roughly {passes / 1e6:,.0f} M training images in all; at ~{rate:,} images/s "
                      f"({'one GPU' if on_gpu else 'a CPU'}, ResNet-50 at 112 px; 224 px is ~4x slower) that is "
-                     f"~{_duration(passes / rate)} of training.")
+                     f"~{duration(passes / rate)} of training.")
     return "\n".join(lines)
 
 

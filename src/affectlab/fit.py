@@ -151,7 +151,7 @@ def _callbacks():
             from affectlab.checkpoint import Checkpoint
 
             ck = next(cb for cb in self.learn.cbs if isinstance(cb, Checkpoint))
-            path = ck.file_for(ck._key())
+            path = ck.file_for(ck.fit_key())
             if not path.is_file():
                 have = ", ".join(p.name for p in sorted(ck.folder.glob("*.pt")))
                 raise FitError(f"--resume: {ck.folder} holds no checkpoint of this configuration ({path.name}; "
@@ -203,11 +203,11 @@ def _estimate(say, job, log, S: dict, paper: str, device) -> None:
     per_item = min(t / n for t, n in zip(log.times[1:] or log.times, log.items[1:] or log.items))
     epochs = S.get("epochs", 1)
     total = per_item * job.n_train * epochs
-    from affectlab.course import _duration
+    from affectlab.course import duration
 
     say(f"measured here: {per_item:.3f} s per training item ({UNIT[paper]}) on {device} with "
         f"{__import__('torch').get_num_threads()} thread(s) -> one epoch of {job.n_train:,} {UNIT[paper]} "
-        f"~{_duration(per_item * job.n_train)}, {epochs} epochs ~{_duration(total)} on this machine")
+        f"~{duration(per_item * job.n_train)}, {epochs} epochs ~{duration(total)} on this machine")
 
 
 def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:

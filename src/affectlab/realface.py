@@ -74,7 +74,7 @@ def _is_project(p: Path) -> bool:
 def weights_dir() -> Path:
     """Where the weights live: ``$AFFECTLAB_WEIGHTS``; else ``data/weights/`` (git-ignored) of the project
     the command runs in; else of the checkout this package is installed from (``pip install -e``), so that
-    ``python -m affectlab.faces analyse`` works from any folder; else ``~/.cache/affectlab/weights``."""
+    ``python -m affectlab.video analyse`` works from any folder; else ``~/.cache/affectlab/weights``."""
     env = os.environ.get("AFFECTLAB_WEIGHTS")
     if env:
         return Path(env).expanduser().resolve()

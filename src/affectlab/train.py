@@ -1,6 +1,7 @@
 """What every recipe shares: the base profiles, devices, seeds, fastai Learners, resumable fits, the one
 predict loop, the one frozen-feature loop, and the caches of trained models and features.
 
+Cache keys, the invalidation rule and the atomic writer are ``affectlab.cache``'s.
 A paper's own settings (its learning rates, epochs, widths) are that paper's recipe's ``OVERRIDES``
 (``affectlab.recipes.<paper>``); ``affectlab.recipes.settings(paper, profile, **overrides)`` merges them
 over ``PROFILES`` here with ``merge_settings``.
@@ -8,10 +9,8 @@ over ``PROFILES`` here with ``merge_settings``.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import random
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from affectlab.cache import cached
 from affectlab.paths import cache_dir
 
 PROFILES: dict[str, dict] = {
@@ -73,77 +73,6 @@ def set_seed(seed: int = 0, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def cache_key(*parts) -> str:
-    """A short stable hash of anything JSON-serialisable (settings, data hashes, model names)."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def files_key(paths: Iterable[str | os.PathLike]) -> str:
-    """A short hash of what identifies the files' contents without reading them — each path with its size
-    and modification time in ns (a missing file hashes as missing) — for cache keys of anything computed
-    from those files (per-frame features, maps): a file replaced under the same name changes the key, where
-    a key of the paths alone would serve the old results. Put the seed and the settings in the key too."""
-    h = hashlib.sha256()
-    for p in paths:
-        try:
-            st = os.stat(p)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"   # ctime: even a restored mtime changes it
-        except OSError:
-            stamp = "missing"
-        h.update(f"{os.fspath(p)}\0{stamp}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def source_key(*modules: str) -> str:
-    """A short hash of the source of ``modules`` (dotted names): part of the key of a cached *trained* result,
-    so that a change to the code that trains it retrains instead of serving the old numbers."""
-    import importlib.util
-
-    h = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"no module {name!r}")
-        h.update(name.encode())
-        h.update(Path(spec.origin).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def rows_key(df) -> str:
-    """A short hash of a frame table's rows: their files (``files_key``) and every label column."""
-    labels = df.drop(columns=[c for c in ("path",) if c in df]).select_dtypes("number")
-    return cache_key(files_key(df["path"].tolist()), hashlib.sha256(labels.to_numpy().tobytes()).hexdigest(),
-                     list(labels.columns))
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write atomically (a killed run never leaves a half-written cache that later loads as garbage)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary name of this process's own: two runs filling the same cache at once never mix their bytes.
-    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
-    torch.save(tensors, tmp)
-    tmp.replace(path)
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Load a cache file written by ``save_tensors``; ``weights_only`` refuses anything that is not tensors."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def cached(name: str, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Return ``compute()``'s dict of tensors, stored under data/cache/<name>-<key>.pt after the first call."""
-    path = cache_dir() / f"{name}-{key}.pt"
-    if path.is_file():
-        try:
-            return load_tensors(path)
-        except Exception as e:  # a corrupt cache is rebuilt, not trusted
-            warnings.warn(f"cache {path.name} is unreadable ({e}); rebuilding it")
-    out = compute()
-    save_tensors(path, out)
-    return out
-
-
 @torch.no_grad()
 def features(model: nn.Module, batches: Iterable, device: str | torch.device = "auto", *,
              cache: tuple[str, str] | None = None):
@@ -191,6 +120,62 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a paper fits its Learner: ``epochs`` at ``lr`` (a number, or a ``slice`` / list for parameter
+    groups) on a ``"one_cycle"`` schedule (fastai's ``fit_one_cycle``; ``moms`` held at the paper's SGD
+    momentum when it has one) or a ``"constant"`` one (``learn.fit``), with the schedule's own callbacks
+    (``cbs``, e.g. SCAN+CCI's per-epoch decay). A recipe's ``learner`` attaches it as ``learn.plan``; ``fit``
+    runs it. The one place a paper's schedule is written, so the chapter, the claims step and
+    ``python -m affectlab.fit`` cannot drift apart."""
+    epochs: int
+    lr: object
+    schedule: str = "one_cycle"
+    moms: tuple | None = None
+    cbs: tuple = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if self.schedule not in ("one_cycle", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; use 'one_cycle' or 'constant'")
+
+
+def fit(learn, cbs: Sequence = (), quiet: bool = False):
+    """Fit ``learn`` by its recipe's ``learn.plan`` (see ``Plan``), with ``cbs`` added for this fit (the
+    command's logger, a test's recorder). ``quiet`` hides fastai's progress bar and epoch table. Returns
+    ``learn``."""
+    import contextlib
+
+    plan: Plan = learn.plan
+    extra = [*plan.cbs, *cbs]
+    with (learn.no_bar() if quiet else contextlib.nullcontext()), \
+            (learn.no_logging() if quiet else contextlib.nullcontext()):
+        if plan.schedule == "one_cycle":
+            learn.fit_one_cycle(plan.epochs, plan.lr, cbs=extra, **({"moms": plan.moms} if plan.moms else {}))
+        else:
+            learn.fit(plan.epochs, lr=plan.lr, cbs=extra)
+    return learn
+
+
+def describe(learn) -> dict:
+    """What decides how ``learn`` trains, as plain data: the optimiser (its function and keyword
+    hyper-parameters, momentum included), the plan (epochs, learning rate, schedule, momentum), the loss
+    (its class and settings), the metrics' names and the callbacks' classes. Two Learners with the same
+    ``describe`` train the same way; the test of the three paths compares them."""
+    opt = learn.opt_func
+    opt_desc = {"func": getattr(getattr(opt, "func", opt), "__name__", repr(opt)),
+                "kwargs": {k: repr(v) for k, v in sorted(getattr(opt, "keywords", {}).items())}}
+    loss = learn.loss_func
+    loss_desc = {"class": type(loss).__name__,
+                 "settings": {k: repr(v) for k, v in sorted(vars(loss).items())
+                              if not k.startswith("_") and not callable(v)} if hasattr(loss, "__dict__") else {}}
+    plan = learn.plan
+    return {"opt": opt_desc, "epochs": plan.epochs, "lr": repr(plan.lr), "schedule": plan.schedule,
+            "moms": plan.moms, "schedule_cbs": [type(c).__name__ for c in plan.cbs], "loss": loss_desc,
+            "metrics": [getattr(m, "name", type(m).__name__) for m in learn.metrics],
+            "cbs": sorted({type(c).__name__ for c in learn.cbs}), "wd": repr(learn.wd),
+            "splitter": getattr(learn.splitter, "__name__", repr(learn.splitter))}
+
+
 def make_learner(
     dls,
     model: nn.Module,
@@ -211,12 +196,12 @@ def make_learner(
     While a checkpoint folder is active (the course runner's ``AFFECTLAB_CHECKPOINTS``, or a
     ``affectlab.checkpoint.checkpointing`` block) the Learner gets a ``Checkpoint`` callback: each fit is
     saved after every epoch, resumed after an interruption and skipped once complete (see
-    ``affectlab.checkpoint``; ``checkpoint=False`` opts this Learner out). It is a ``ResumableLearner``,
-    which without that callback behaves exactly as fastai's ``Learner``."""
+    ``affectlab.checkpoint``; ``checkpoint=False`` opts this Learner out)."""
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle / lr_find)
     from fastai.callback.progress import CSVLogger
+    from fastai.learner import Learner
 
-    from affectlab.checkpoint import ResumableLearner, attach
+    from affectlab.checkpoint import attach
 
     dev = resolve_device(device)
     dls.to(dev) if hasattr(dls, "to") else None
@@ -225,8 +210,8 @@ def make_learner(
         log_dir = Path(path or cache_dir() / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         cbs.append(CSVLogger(fname=str(log_dir / f"{log_name}.csv")))
-    learn = ResumableLearner(dls, model.to(dev), loss_func=loss_func, metrics=list(metrics), cbs=cbs,
-                             path=path or cache_dir(), **kwargs)
+    learn = Learner(dls, model.to(dev), loss_func=loss_func, metrics=list(metrics), cbs=cbs,
+                    path=path or cache_dir(), **kwargs)
     if fp16 is None:
         fp16 = dev.type == "cuda"
     if fp16:   # bf16 where the GPU has it (no loss scaling needed), else fp16 with fastai's gradient scaler

@@ -1,18 +1,28 @@
-"""Analyse the student's own video with the real-face model, in memory that does not grow with its length.
+"""Videos: the student's own, and the synthetic world's, analysed frame by frame.
 
-``analyse_video(path, out)`` (and ``python -m affectlab.faces analyse VIDEO --out DIR``) reads the video one
-frame at a time, finds the face (OpenCV's Haar cascade on the whole frame once, then only in a window around
-the face it tracks, which is several times cheaper; the whole frame again when the face is lost), crops it
-(the Haar box plus a small margin, as the ``fer`` package does), runs ``realface.real_face_model()`` and writes
+Two analyses, both over ``faces``' detection and crops:
 
-- ``<name>_expressions.csv``: one row per analysed frame — ``frame``, ``time`` (s), ``face`` (0/1), the box
-  ``x, y, w, h``, the 7 probabilities ``p_Neutral`` ... ``p_Surprise`` and the top class ``expression``
-  (empty where no face was found), each row written as soon as its frame is done;
-- ``<name>_expressions.png``: the probabilities over time;
-- optionally ``<name>_annotated.mp4``: the video with the box, the top class and the probabilities drawn.
+- a trained course model over a video (``predict_video``, one row per sampled frame of ``video_faces``) and
+  its valence / arousal trace and expression timeline (``plot_video``). Models trained on the synthetic world
+  are not expected to read real faces well: this shows the pipeline, not a working real-world recogniser;
+- the real-face model (``realface.real_face_model()``) over a video in memory that does not grow with its
+  length: ``analyse_video(path, out)``, or from a shell::
 
-Only the current frame is held (never the whole video), so the peak memory of a 1-minute video is that of
-a 10-second one (``benchmarks/bench_video.py`` measures both).
+      python -m affectlab.video analyse VIDEO --out DIR [--annotate] [--every N]
+
+  It reads the video one frame at a time, finds the face (OpenCV's Haar cascade on the whole frame once, then
+  only in a window around the face it tracks, which is several times cheaper; the whole frame again when the
+  face is lost), crops it (the Haar box plus a small margin, as the ``fer`` package does), runs the model and
+  writes
+
+  - ``<name>_expressions.csv``: one row per analysed frame — ``frame``, ``time`` (s), ``face`` (0/1), the box
+    ``x, y, w, h``, the 7 probabilities ``p_Neutral`` ... ``p_Surprise`` and the top class ``expression``
+    (empty where no face was found), each row written as soon as its frame is done;
+  - ``<name>_expressions.png``: the probabilities over time;
+  - optionally ``<name>_annotated.mp4``: the video with the box, the top class and the probabilities drawn.
+
+  Only the current frame is held (never the whole video), so the peak memory of a 1-minute video is that of
+  a 10-second one (``benchmarks/bench_video.py`` measures both).
 """
 from __future__ import annotations
 
@@ -21,9 +31,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 
 from affectlab import faces
@@ -34,6 +46,94 @@ SMOOTH = 0.5         # weight of the new detection in the tracked box (the rest:
 COLUMNS = ["frame", "time", "face", "x", "y", "w", "h"] + [f"p_{e}" for e in EXPRESSIONS] + ["expression"]
 
 
+# ------------------------------------------------------------------------------- a course model over a video
+def video_faces(path: str | os.PathLike, every: int = 1, max_frames: int | None = None,
+                size: int = faces.CROP_SIZE) -> Iterator[tuple[int, float, faces.FaceCrop | None]]:
+    """``(frame index, time in s, crop of the largest face or None)`` for every ``every``-th frame."""
+    cap, fps, _, _ = open_video(path)
+    try:
+        i = 0
+        while max_frames is None or i < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i % every == 0:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                try:
+                    face = faces.crop_faces(rgb, size, max_faces=1)[0]
+                except faces.NoFaceFound:
+                    face = None
+                yield i, i / fps, face
+            i += 1
+    finally:
+        cap.release()
+    if i == 0:
+        raise ValueError(f"video {str(path)!r} has no readable frames")
+
+
+@torch.no_grad()
+def predict_video(model: torch.nn.Module, path: str | os.PathLike, image_size: int = 64, every: int = 1,
+                  max_frames: int | None = None, batch_size: int = 32) -> pd.DataFrame:
+    """Run a trained course model over the faces of a video: one row per sampled frame with ``frame``,
+    ``time``, ``face`` (found or not), ``valence`` / ``arousal`` and ``expression`` plus its probabilities
+    where the model has those heads (NaN / empty where no face was found). Sequence models see each frame
+    as a one-frame clip."""
+    from affectlab.explain import predict_frames
+
+    rows, crops = [], []
+    for frame, t, face in video_faces(path, every, max_frames):
+        rows.append({"frame": frame, "time": t, "face": face is not None})
+        if face is not None:
+            crops.append((len(rows) - 1, face))
+    df = pd.DataFrame(rows)
+    if not crops:
+        raise faces.NoFaceFound(f"no face found in any sampled frame of video {str(path)!r}")
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start:start + batch_size]
+        out = predict_frames(model, faces.to_tensor([c for _, c in chunk], image_size))
+        idx = [r for r, _ in chunk]
+        if "va" in out:
+            df.loc[idx, "valence"] = out["va"][:, 0].cpu().numpy()
+            df.loc[idx, "arousal"] = out["va"][:, 1].cpu().numpy()
+        if "expr" in out:
+            probs = out["expr"][:, : len(EXPRESSIONS)].softmax(-1).cpu().numpy()
+            for k, name in enumerate(EXPRESSIONS):
+                df.loc[idx, f"p_{name}"] = probs[:, k]
+            df.loc[idx, "expression"] = [EXPRESSIONS[k] for k in probs.argmax(1)]
+    return df
+
+
+def plot_video(df: pd.DataFrame, title: str | None = None):
+    """The valence / arousal trace and the expression timeline of ``predict_video``'s table."""
+    import matplotlib.pyplot as plt
+
+    has_va, has_expr = "valence" in df, "expression" in df
+    n = has_va + has_expr
+    if n == 0:
+        raise ValueError("the table has neither valence/arousal nor expression columns")
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), sharex=True, squeeze=False)
+    axes = list(axes[:, 0])
+    if has_va:
+        ax = axes.pop(0)
+        ax.plot(df["time"], df["valence"], label="valence")
+        ax.plot(df["time"], df["arousal"], label="arousal")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(ylim=(-1.05, 1.05), ylabel="VA")
+        ax.legend(loc="upper right", fontsize=8)
+    if has_expr:
+        ax = axes.pop(0)
+        codes = df["expression"].map({e: i for i, e in enumerate(EXPRESSIONS)})
+        ax.scatter(df["time"], codes, s=8, c=codes, cmap="tab10", vmin=0, vmax=9)
+        ax.set(yticks=range(len(EXPRESSIONS)), ylim=(-0.5, len(EXPRESSIONS) - 0.5))
+        ax.set_yticklabels(EXPRESSIONS, fontsize=8)
+    fig.axes[-1].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ the real-face model over a video
 @dataclass
 class VideoAnalysis:
     csv: Path                 # the per-frame table
@@ -46,8 +146,6 @@ class VideoAnalysis:
 
     def table(self):
         """The CSV as a pandas DataFrame (read back from disk)."""
-        import pandas as pd
-
         return pd.read_csv(self.csv)
 
 
@@ -136,7 +234,6 @@ def _annotate(bgr: np.ndarray, box, probs: np.ndarray | None) -> np.ndarray:
 def plot_probabilities(csv_path: str | os.PathLike, title: str | None = None):
     """The 7 probabilities over time from an ``analyse_video`` CSV (gaps where no face was found)."""
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     df = pd.read_csv(csv_path)
     fig, ax = plt.subplots(figsize=(9, 3))
@@ -244,7 +341,7 @@ def make_demo_video(photo, path: str | os.PathLike, seconds: float = 3.0, fps: f
     """A video of a still photograph filmed by a moving camera: slow pans, zoom in and out, a slight roll,
     written frame by frame with OpenCV's ``VideoWriter`` (MJPG in .avi, which every OpenCV build writes).
     For the chapter's demo, the tests and the memory benchmark; returns the path written."""
-    rgb, _ = faces._as_rgb(photo)
+    rgb, _ = faces.as_rgb(photo)
     W, H = size
     # the photo, letterboxed onto a canvas of the video's aspect ratio with a blurred copy of itself behind
     scale = H / rgb.shape[0]
@@ -276,3 +373,39 @@ def make_demo_video(photo, path: str | os.PathLike, seconds: float = 3.0, fps: f
     finally:
         writer.release()
     return path
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m affectlab.video",
+                                description="Analyse your own video with the real-face model (its weights: "
+                                            "python -m affectlab.faces install-weights).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    an = sub.add_parser("analyse", help="per-frame expressions of the face in a video: CSV, plot, annotated video")
+    an.add_argument("video")
+    an.add_argument("--out", required=True, help="folder for <name>_expressions.csv / .png (created)")
+    an.add_argument("--annotate", action="store_true", help="also write <name>_annotated.mp4")
+    an.add_argument("--every", type=int, default=1, help="analyse every n-th frame (default 1)")
+    an.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    an.add_argument("--min-size", type=int, default=40, help="smallest face width in pixels (default 40)")
+    an.add_argument("--align", action="store_true", help="level the eyes of every crop (slower)")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        result = analyse_video(args.video, args.out, annotate=args.annotate, every=args.every,
+                               max_frames=args.max_frames, min_size=args.min_size, align=args.align,
+                               progress=not args.no_progress)
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{result.frames} frames analysed ({result.face_frames} with a face) at {result.fps:.1f} frames/s")
+    for f in (result.csv, result.plot, result.video):
+        if f is not None:
+            print("wrote", f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -78,8 +78,10 @@ def test_plain_makes_numpy_and_fastcore_values_weights_only(tmp_path):
 
 
 def test_atomic_save_leaves_no_temporary_and_keeps_the_old_file_on_failure(tmp_path):
+    from affectlab.cache import atomic_save
+
     path = tmp_path / "a.pt"
-    ckpt._atomic_save({"x": torch.ones(2)}, path)
+    atomic_save({"x": torch.ones(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
 
     class Unsaveable:
@@ -87,7 +89,7 @@ def test_atomic_save_leaves_no_temporary_and_keeps_the_old_file_on_failure(tmp_p
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        ckpt._atomic_save({"x": Unsaveable()}, path)
+        atomic_save({"x": Unsaveable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
 

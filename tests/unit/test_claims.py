@@ -84,15 +84,15 @@ def test_each_loss_gets_the_same_learning_rate_search(monkeypatch):
 
     calls = []
 
-    def fake_rho(dls, S, loss, seed, device, **kw):
+    def fake_rho(S, dls, device, seed, *, loss, **kw):
         calls.append((loss, S["lr"]))
         return {"mse": {1e-3: 0.12, 3e-3: 0.01, 9e-3: -0.03}}[loss][round(S["lr"], 6)]
 
     monkeypatch.setattr(facernet, "variant_rho", fake_rho)
     S = {"lr": 3e-3}
-    assert facernet.best_lr_rho(None, S, "mse") == pytest.approx(0.12)   # MSE's best rate, not the Pearson one
+    assert facernet.best_lr_rho(S, None, loss="mse") == pytest.approx(0.12)   # MSE's best rate, not the Pearson one
     assert sorted(lr for _, lr in calls) == pytest.approx([1e-3, 3e-3, 9e-3])
     calls.clear()
     # A rate already measured (the chapter's own fit) is not trained again.
-    assert facernet.best_lr_rho(None, S, "mse", known={3e-3: 0.5}) == 0.5
+    assert facernet.best_lr_rho(S, None, loss="mse", known={3e-3: 0.5}) == 0.5
     assert sorted(lr for _, lr in calls) == pytest.approx([1e-3, 9e-3])

@@ -10,7 +10,7 @@ import torch
 from matplotlib import cbook
 from torch import nn
 
-from affectlab import faces
+from affectlab import faces, video as vid
 
 matplotlib.use("Agg")
 torch.set_num_threads(1)
@@ -76,7 +76,7 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="could not be decoded"):
         faces.read_image(bad)
     with pytest.raises(FileNotFoundError):
-        list(faces.video_faces(tmp_path / "missing.mp4"))
+        list(vid.video_faces(tmp_path / "missing.mp4"))
     with pytest.raises(ValueError, match="RGB image"):
         faces.crop_faces(np.zeros((4, 4, 4, 4)))
 
@@ -135,7 +135,7 @@ def video(tmp_path_factory, hopper):
 
 
 def test_video_faces_skips_frames_without_a_face(video):
-    seen = list(faces.video_faces(video))
+    seen = list(vid.video_faces(video))
     assert [i for i, _, _ in seen] == list(range(12))
     assert [f is not None for _, _, f in seen] == [i % 4 != 0 for i in range(12)]
     assert seen[5][1] == pytest.approx(0.5)
@@ -143,13 +143,13 @@ def test_video_faces_skips_frames_without_a_face(video):
 
 def test_predict_video_and_plot(video):
     torch.manual_seed(0)
-    df = faces.predict_video(_VAExpr().eval(), video, image_size=32, every=2)
+    df = vid.predict_video(_VAExpr().eval(), video, image_size=32, every=2)
     assert len(df) == 6 and df["face"].tolist() == [False, True, False, True, False, True]
     found = df[df["face"]]
     assert found[["valence", "arousal"]].abs().le(1).all().all()
     assert np.allclose(found.filter(like="p_").sum(1), 1, atol=1e-5)
     assert df.loc[~df["face"], "valence"].isna().all()
-    fig = faces.plot_video(df)
+    fig = vid.plot_video(df)
     assert len(fig.axes) == 2
 
 

@@ -138,15 +138,15 @@ def test_facechannel_recipe_rows_budget_and_scores():
     assert len(drawn) == 4 and drawn.i.is_monotonic_increasing and recipe.budget(df, None, rng) is df
     logits = torch.eye(7)[[0, 1, 1, 2]]
     targs = {"expr": torch.tensor([0, 1, -1, 2]), "va": torch.tensor([[0.5, 0.1], [-5.0, -5.0], [0.2, 0.3], [-0.4, 0.9]])}
-    figs = recipe.evaluate({"expr": logits, "va": targs["va"].clone()}, targs)
+    figs = recipe.score({"expr": logits, "va": targs["va"].clone()}, targs)
     assert figs["f1"] == pytest.approx(3 / 7) and figs["accuracy"] == 1.0          # the unlabelled row left out
     assert figs["ccc_valence"] == pytest.approx(1.0) and figs["ccc_arousal"] == pytest.approx(1.0)
-    assert set(recipe.evaluate({"expr": logits}, targs)) == {"f1", "accuracy"}   # a variant scores its heads only
+    assert set(recipe.score({"expr": logits}, targs)) == {"f1", "accuracy"}   # a variant scores its heads only
 
 
 def test_senet_recipe_scores_per_class():
     from affectlab.recipes import senet as recipe
 
-    figs = recipe.scores([0, 1, 2, 0], [0, 1, 1, 0])
+    figs = recipe.score_classes([0, 1, 2, 0], [0, 1, 1, 0])
     assert figs["accuracy"] == 0.75 and figs["f1_Neutral"] == 1.0 and figs["f1_Fear"] == 0.0
     assert set(figs) >= {"f1", "accuracy", "expr_score"}

@@ -1,7 +1,7 @@
 """Cache keys of computed results change when the files they were computed from change."""
 import os
 
-from affectlab.train import cache_key, files_key
+from affectlab.cache import files_key, key as cache_key
 
 
 def test_files_key_follows_the_files_not_only_their_names(tmp_path):

@@ -255,7 +255,7 @@ def clip(tmp_path_factory):
 
 
 def test_video_analysis_writes_table_plot_and_annotated_video(clip, tmp_path):
-    result = faces.analyse_video(clip, tmp_path / "out", model=_randomised(3, reorder=True), annotate=True,
+    result = video.analyse_video(clip, tmp_path / "out", model=_randomised(3, reorder=True), annotate=True,
                                  progress=False)
     assert result.frames == 12 and result.face_frames >= 10
     with open(result.csv) as fh:
@@ -298,5 +298,11 @@ def test_unreadable_and_missing_videos_name_the_file(tmp_path, capsys):
         video.analyse_video(bad, tmp_path / "out", model=_randomised(), progress=False)
     with pytest.raises(FileNotFoundError, match=r"missing\.mp4.*does not exist"):
         video.analyse_video(tmp_path / "missing.mp4", tmp_path / "out", model=_randomised(), progress=False)
-    assert faces.main(["analyse", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o")]) == 1
+    assert video.main(["analyse", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o")]) == 1
     assert "missing.mp4" in capsys.readouterr().err
+
+
+def test_the_old_faces_analyse_command_names_the_new_one(tmp_path, capsys):
+    assert faces.main(["analyse", str(tmp_path / "my.mp4"), "--out", str(tmp_path / "o"), "--annotate"]) == 2
+    assert "python -m affectlab.video analyse" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""The package's layers: one settings path, models that hold modules only, no arrow back."""
+"""One settings path: the base profiles, each recipe's overrides, start(). (The layers: test_layers.py.)"""
 import ast
 from pathlib import Path
 
@@ -7,29 +7,6 @@ import pytest
 from affectlab.recipes import RECIPES, recipe, settings, start
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "affectlab"
-FORBIDDEN_FOR_MODELS = ("affectlab.train", "affectlab.data", "affectlab.course", "affectlab.explain",
-                        "affectlab.recipes", "affectlab.checkpoint", "affectlab.spread")
-
-
-def _imports(path: Path) -> list[str]:
-    """Every module a file imports, at any depth (inside functions too)."""
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-    return names
-
-
-@pytest.mark.parametrize("path", sorted((SRC / "models").glob("*.py")), ids=lambda p: p.name)
-def test_models_import_nothing_above_them(path):
-    bad = [m for m in _imports(path) if m.startswith(FORBIDDEN_FOR_MODELS)]
-    assert not bad, f"{path.name} imports {bad}: models/ holds modules and losses only"
-
-
-def test_paths_does_not_import_the_generator():
-    assert not [m for m in _imports(SRC / "paths.py") if m.startswith("affectlab.data")]
 
 
 def test_one_base_profile_table_outside_recipes():

@@ -5,8 +5,10 @@
     S = settings("facechannel", "quick", epochs=20)   # one flat, printable configuration
     run = start("facechannel", profile, data_root, device, seed)   # seeded; run.S, run.root, run.device
 
-Layers (no arrow back): ``labels``, ``metrics``, ``losses`` -> ``data`` -> ``models`` (modules and their
-losses only) -> ``train`` -> ``recipes`` -> chapters, the course runner and commands.
+Every recipe exposes the same interface (CONTRIBUTING.md, "One recipe interface"): ``OVERRIDES``,
+``learner(S, model, dls, device, seed, ...)`` — the one Learner of each model it trains, with the paper's
+schedule as ``learn.plan`` that ``affectlab.train.fit`` runs — ``score(preds, targs)``, ``paired_claims`` and
+``command_job``. The layer order of the package is in CONTRIBUTING.md and ``tests/unit/test_layers.py``.
 """
 from __future__ import annotations
 
@@ -83,9 +85,9 @@ def start(paper: str | None, profile: str = "quick", data_root=None, device="aut
 
 @dataclass
 class Job:
-    """What ``python -m affectlab.fit`` trains for a paper, built by its recipe's ``command_job``: a Learner
-    (from ``train.make_learner``, so it checkpoints), how the paper fits it (``fit(cbs)``, with the command's
-    callbacks added for that fit), and how the paper scores ``train.predict``'s output (``score(preds, targs)``
+    """What ``python -m affectlab.fit`` trains for a paper, built by its recipe's ``command_job``: the Learner
+    of the recipe's ``learner`` (the chapter's), how it is fitted (``fit(cbs)``: ``train.fit`` of its plan, with
+    the command's callbacks added for that fit), and how the paper scores ``train.predict``'s output (``score(preds, targs)``
     -> {metric: value} over the whole evaluation set). ``model`` / ``variant`` / ``task`` name the metric
     records; ``notes`` says what the recipe chose that a reader should know (data used, start weights); ``n_train``
     sizes an epoch for the command's time estimate."""

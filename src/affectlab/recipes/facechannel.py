@@ -6,8 +6,9 @@ per-frame features — and scores them on the whole validation set.
 
     from affectlab.recipes import facechannel as recipe, start
     run = start("facechannel", "quick")
-    model, recorder, preds, targs = recipe.fit_frame_model(run.S, ("expr",), by_class, valid_rows, run.device, run.seed)
-    recipe.evaluate(preds, targs)        # {"f1", "accuracy"} (and "ccc_valence" / "ccc_arousal" with a VA head)
+    train_df, clean_df, valid_df, by_class, by_va = recipe.data(run.root, run.S, run.seed)
+    model, recorder, preds, targs = recipe.fit_frame_model(run.S, "FC_E", by_class, valid_rows, run.device, run.seed)
+    recipe.score(preds, targs)        # {"f1", "accuracy"} (and "ccc_valence" / "ccc_arousal" with a VA head)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from affectlab import metrics as M
 from affectlab.data.clean import imbalanced_sampler, va_bins
 from affectlab.data.loaders import clip_dls, frame_dls
 from affectlab.models.facechannel import FaceChannel, FaceChannelS, facechannel_loss
-from affectlab.train import features, make_learner, predict, set_seed
+from affectlab.train import Plan, features, fit, make_learner, predict, set_seed
 
 # The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
 # quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
@@ -68,7 +69,7 @@ def validation_rows(valid_df: pd.DataFrame, stride: int = 3) -> pd.DataFrame:
     return valid_df[rank % stride == stride - 1].reset_index(drop=True)
 
 
-def evaluate(preds: dict, targs: dict) -> dict[str, float]:
+def score(preds: dict, targs: dict) -> dict[str, float]:
     """Table I's metrics over the whole validation set (never per-batch averages): CCC of each VA column the
     model predicts, macro-F1 and accuracy of its expressions; unlabelled rows (VA -5, expression -1) left out."""
     out = {}
@@ -90,29 +91,61 @@ def make_fc(S: dict, tasks) -> FaceChannel:
     return FaceChannel(tasks=tasks, image_size=S["image_size"], width=S["width"], dropout=S["dropout"])
 
 
-# What trains a frame model: a change to any of these retrains it instead of reading the cache.
-_FIT_SOURCES = ("affectlab.recipes.facechannel", "affectlab.models.facechannel", "affectlab.train",
-                "affectlab.data.loaders", "affectlab.losses")
+def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | None = None):
+    """The one Learner of each model this recipe trains — a frame variant of Table I (``name`` a key of
+    ``VARIANTS``: ``FC``, ``FC_E``, ``FC_A``, ``FC_V``) from scratch, or ``"FC-S"`` started from the trained
+    ``fc`` with its trunk frozen — with the paper's loss and ``learn.plan``: a one-cycle schedule over
+    ``epochs`` at ``lr`` (``seq_epochs`` / ``seq_lr`` for FC-S). When the profile sets the paper's SGD
+    ``momentum`` (the authors' TPE search), the optimiser is SGD with it, held there (``fit_one_cycle`` would
+    cycle it); otherwise fastai's Adam. The chapter, the claims step and ``python -m affectlab.fit`` all build
+    it here; ``affectlab.train.fit(learn)`` trains it. The caller seeds (``set_seed``) before building the
+    loaders, as the initial weights are drawn here after them."""
+    from functools import partial
+
+    from fastai.optimizer import SGD
+
+    from affectlab.models.facechannel import VARIANTS
+
+    if name == "FC-S":
+        if fc is None:
+            raise ValueError("FC-S starts from a trained FaceChannel: pass fc=")
+        tasks, model = fc.tasks, FaceChannelS.from_facechannel(fc, freeze_trunk=True)
+        epochs, lr = S["seq_epochs"], S["seq_lr"]
+    else:
+        tasks, model = VARIANTS[name], make_fc(S, VARIANTS[name]).to(memory_format=torch.channels_last)
+        epochs, lr = S["epochs"], S["lr"]
+    mom = S.get("momentum")
+    opt = {"opt_func": partial(SGD, mom=mom)} if mom else {}
+    learn = make_learner(dls, model, facechannel_loss(tasks), device=device, **opt)
+    learn.plan = Plan(epochs, lr, "one_cycle", moms=(mom, mom, mom) if mom else None)
+    return learn
 
 
-def fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
-    """One frame variant trained from scratch (the paper's loss, one-cycle schedule) and predicted on
-    ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per batch, ``values``
-    per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s ``(preds, targs)``.
+# What trains a frame model: a change to any of it retrains instead of reading the cache (affectlab.cache).
+_CODE = "facechannel"
+
+
+def fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
+    """One frame variant (``name``: ``FC``, ``FC_E``, ``FC_A``, ``FC_V``) trained from scratch by ``learner``
+    and predicted on ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per
+    batch, ``values`` per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s
+    ``(preds, targs)``.
 
     The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type and
-    thread count, the rows and the source that trains it: the chapter and the claims step (chapter 03's seed
-    is one of the claims' seeds) train each model once."""
+    thread count, the rows and the training code (``affectlab.cache``): the chapter and the claims step
+    (chapter 03's seed is one of the claims' seeds) train each model once."""
     from types import SimpleNamespace
 
-    from affectlab.train import cache_key, cached, resolve_device, rows_key, source_key
+    from affectlab.cache import cached, code_key, key, rows_key
+    from affectlab.models.facechannel import VARIANTS
+    from affectlab.train import resolve_device
 
+    tasks = VARIANTS[name]
     # The thread count too: one thread sums in another order and trains to other numbers (the seed spread
     # measures both, so a one-thread run must never read a default-thread run's model).
-    key = cache_key(S, list(tasks), seed, resolve_device(device).type, torch.get_num_threads(), rows_key(train_df),
-                    rows_key(valid_rows), source_key(*_FIT_SOURCES))
-    out = cached("facechannel-frame-model", key,
-                 lambda: _pack(*_fit_frame_model(S, tasks, train_df, valid_rows, device, seed)))
+    k = key(S, list(tasks), seed, resolve_device(device).type, torch.get_num_threads(), rows_key(train_df),
+            rows_key(valid_rows), code_key(_CODE))
+    out = cached("facechannel-frame-model", k, lambda: _pack(*_fit_frame_model(S, name, train_df, valid_rows, device, seed)))
     model = make_fc(S, tasks).to(memory_format=torch.channels_last)   # as it trained
     model.load_state_dict({k[6:]: v for k, v in out.items() if k.startswith("model.")})
     curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist())
@@ -127,16 +160,18 @@ def _pack(model, recorder, preds, targs) -> dict[str, torch.Tensor]:
             **{f"preds.{k}": v for k, v in preds.items()}, **{f"targs.{k}": v for k, v in targs.items()}}
 
 
-def _fit_frame_model(S: dict, tasks, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
+def frame_dls_of(S: dict, train_df: pd.DataFrame, valid_rows: pd.DataFrame, seed: int, **kw):
+    """The frame models' loaders: augmented training frames, the validation rows in order."""
     set_seed(seed)
-    dls = frame_dls(train_df, valid_rows, targets=TARGETS, size=S["image_size"], bs=S["batch_size"],
-                    augment=True, seed=seed)
-    model = make_fc(S, tasks).to(memory_format=torch.channels_last)
-    learn = make_learner(dls, model, facechannel_loss(tasks), device=device)
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(S["epochs"], S["lr"])
+    return frame_dls(train_df, valid_rows, targets=TARGETS, size=S["image_size"], bs=S["batch_size"],
+                     augment=True, seed=seed, **kw)
+
+
+def _fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
+    dls = frame_dls_of(S, train_df, valid_rows, seed)
+    learn = fit(learner(S, name, dls, device, seed), quiet=True)
     preds, targs = predict(learn, dls.valid)
-    return model.cpu().eval(), learn.recorder, preds, targs
+    return learn.model.cpu().eval(), learn.recorder, preds, targs
 
 
 def frame_features(fc: FaceChannel, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
@@ -156,9 +191,9 @@ def va_sampler(df: pd.DataFrame, seed: int):
     return WeightedRandomSampler(torch.as_tensor(w), len(df), generator=torch.Generator().manual_seed(seed))
 
 
-def fit_sequence_model(S: dict, fc: FaceChannel, tasks, clean_df: pd.DataFrame, valid_df: pd.DataFrame,
+def fit_sequence_model(S: dict, fc: FaceChannel, clean_df: pd.DataFrame, valid_df: pd.DataFrame,
                        stride: int, device, seed: int, va_balanced: bool = False):
-    """FC-S started from the trained ``fc`` with its trunk frozen, trained on its cached per-frame features of
+    """FC-S (``learner(S, "FC-S", ..., fc=fc)``) trained on ``fc``'s cached per-frame features of
     ``S["seq_len"]``-frame clips of ``clean_df`` (rare classes, or rare VA cells when ``va_balanced``, drawn
     more often) and predicted on the clips ending at every ``stride``-th validation frame. Returns the model
     (CPU, eval mode), its fastai recorder, and ``predict``'s ``(preds, targs)``."""
@@ -169,15 +204,12 @@ def fit_sequence_model(S: dict, fc: FaceChannel, tasks, clean_df: pd.DataFrame, 
                    sampler=sampler, seed=seed)
     dls.valid = clip_dls(valid_df, valid_df, s=S["seq_len"], stride=stride, targets=TARGETS,
                          features=(feats[1], feats[1]), bs=256, seed=seed).valid
-    fcs = FaceChannelS.from_facechannel(fc, freeze_trunk=True)
-    learn = make_learner(dls, fcs, facechannel_loss(tasks), device=device)
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(S["seq_epochs"], S["seq_lr"])
+    learn = fit(learner(S, "FC-S", dls, device, seed, fc=fc), quiet=True)
     preds, targs = predict(learn, dls.valid)
-    return fcs.cpu().eval(), learn.recorder, preds, targs
+    return learn.model.cpu().eval(), learn.recorder, preds, targs
 
 
-def training_sets(root: Path, S: dict, seed: int):
+def data(root: Path, S: dict, seed: int):
     """Chapter 03's data: ``(train_df, clean_df, valid_df, by_class, by_va)`` — Aff-Wild2's expression + VA
     frames, the coherence-filtered training frames, and the class- and VA-balanced budgets drawn from them."""
     from affectlab.data.abaw import read_abaw_multitask
@@ -203,22 +235,20 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     valence: ``fc_joint`` — the joint FC against the single-task FC of each metric (FC_E for F1, FC_A for
     arousal, FC_V for valence) — and ``fc_sequence`` — FC-S (from the joint FC) against FC. Every model is
     fitted by the chapter's functions on the chapter's data under ``seed``."""
-    from affectlab.models.facechannel import VARIANTS
     from affectlab.recipes import start
 
     run = start("facechannel", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
     S, dev = run.S, run.device
-    _, clean_df, valid_df, by_class, by_va = training_sets(run.root, S, seed)
+    _, clean_df, valid_df, by_class, by_va = data(run.root, S, seed)
     stride = 3
     rows = validation_rows(valid_df, stride)
     r, fc = {}, None
     for name in ("FC", "FC_E", "FC_A", "FC_V"):
-        model, _, preds, targs = fit_frame_model(S, VARIANTS[name], by_va if name in VA_ONLY else by_class, rows,
-                                                 dev, seed)
-        r[name] = evaluate(preds, targs)
+        model, _, preds, targs = fit_frame_model(S, name, by_va if name in VA_ONLY else by_class, rows, dev, seed)
+        r[name] = score(preds, targs)
         fc = model if name == "FC" else fc
-    *_, preds, targs = fit_sequence_model(S, fc, VARIANTS["FC"], clean_df, valid_df, stride, dev, seed)
-    r["FC-S"] = evaluate(preds, targs)
+    *_, preds, targs = fit_sequence_model(S, fc, clean_df, valid_df, stride, dev, seed)
+    r["FC-S"] = score(preds, targs)
     single = {"f1": "FC_E", "ccc_arousal": "FC_A", "ccc_valence": "FC_V"}
     mean = lambda name_of: float(np.mean([r[name_of(m)][m] for m in TABLE_I_METRICS]))  # noqa: E731
     return {"fc_joint": (mean(lambda m: "FC"), mean(lambda m: single[m])),
@@ -228,39 +258,20 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 # --- the command's entry (python -m affectlab.fit facechannel) ---------------------------------------------
 
 def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
-    """The joint FaceChannel (Table I's ``FC``) trained from scratch as in ``fit_frame_model``: coherent,
-    class-balanced Aff-Wild2 frames, scored on every third validation frame. ``limit=(train, valid)`` rows
-    (``--smoke``); the paper's SGD momentum when the profile sets one. Returns a ``recipes.Job``."""
-    from functools import partial
-
-    from fastai.optimizer import SGD
-
-    from affectlab.data.abaw import read_abaw_multitask
-    from affectlab.data.clean import coherence_filter, oversample_classes
-    from affectlab.models.facechannel import VARIANTS
+    """The joint FaceChannel (Table I's ``FC``) as the chapter trains it: ``training_sets``' coherent,
+    class-balanced Aff-Wild2 frames, ``learner(S, "FC", ...)``, scored on every third validation frame.
+    ``limit=(train, valid)`` rows (``--smoke``). Returns a ``recipes.Job``."""
     from affectlab.recipes import Job
 
     if weights is not None:
         raise ValueError("the FaceChannel trains from scratch (the paper's Table I): it takes no --weights")
-    aw = affwild2_dir(root)
-    rng = np.random.default_rng(seed)
-    clean = coherence_filter(read_abaw_multitask(aw, "train", tasks=("EXPR", "VA")))
-    train = budget(oversample_classes(clean, "expr", seed=seed), S["max_train_frames"], rng)
-    valid = validation_rows(read_abaw_multitask(aw, "val", tasks=("EXPR", "VA")))
+    _, _, valid_df, train, _ = data(root, S, seed)
+    valid = validation_rows(valid_df)
     n_train = len(train)
     if limit is not None:
-        train, valid = budget(train, limit[0], rng), valid.iloc[:limit[1]]
-    set_seed(seed)
-    dls = frame_dls(train, valid, targets=TARGETS, size=S["image_size"], bs=S["batch_size"], augment=True,
-                    device=device, num_workers=S["num_workers"], seed=seed)
-    tasks = VARIANTS["FC"]
-    model = make_fc(S, tasks).to(memory_format=torch.channels_last)
-    mom = S.get("momentum")
-    opt = {"opt_func": partial(SGD, mom=mom)} if mom else {}
-    learn = make_learner(dls, model, facechannel_loss(tasks), device=device, **opt)
-    # fit_one_cycle cycles momentum; with the paper's SGD it is held at the paper's value instead
-    moms = {"moms": (mom, mom, mom)} if mom else {}
-    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs, **moms), evaluate,
-               model="FaceChannel", variant="FC",
+        train, valid = budget(train, limit[0], np.random.default_rng(seed)), valid.iloc[:limit[1]]
+    dls = frame_dls_of(S, train, valid, seed, device=device, num_workers=S["num_workers"])
+    learn = learner(S, "FC", dls, device, seed)
+    return Job(learn, lambda cbs: fit(learn, cbs), score, model="FaceChannel", variant="FC",
                task={"ccc_valence": "VA", "ccc_arousal": "VA", "f1": "EXPR", "accuracy": "EXPR"},
                n_train=n_train, notes=[f"{len(train)} class-balanced training frames, {len(valid)} validation rows"])

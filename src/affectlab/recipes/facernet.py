@@ -105,21 +105,14 @@ def frame_targets(df) -> dict[str, torch.Tensor]:
 
 # --- REC: whole CNN, or heads on cached trunk embeddings ---------------------------------------------------
 
-def _fit(learn, epochs, lr, quiet):
-    if quiet:  # ablation loops: no progress bars or epoch tables in the chapter's output
-        with learn.no_bar(), learn.no_logging():
-            learn.fit_one_cycle(epochs, lr)
-    else:
-        learn.fit_one_cycle(epochs, lr)
-
-
 def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", device="auto", seed: int = 0,
               quiet: bool = False):
-    """Train a whole REC CNN with L_REC (``dm_weight=0``: without L_DM); returns the fastai Learner."""
+    """Train a whole REC CNN with L_REC (``dm_weight=0``: without L_DM): one cycle of ``rec_epochs`` at
+    ``rec_lr``; returns the fastai Learner."""
     from affectlab.data.loaders import frame_dls
     from affectlab.metrics import au_f1, expr_f1, va_score
     from affectlab.recipes import settings
-    from affectlab.train import make_learner, resolve_device, set_seed
+    from affectlab.train import Plan, fit, make_learner, resolve_device, set_seed
 
     S = settings("facernet", profile)
     set_seed(seed)
@@ -127,8 +120,8 @@ def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", devi
                     bs=S["rec_batch_size"], aus=AUS_17, device=str(resolve_device(device)), seed=seed)
     learn = make_learner(dls, REC(width=S["rec_width"]), RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()],
                          device=device)
-    _fit(learn, S["rec_epochs"], S["rec_lr"], quiet)
-    return learn
+    learn.plan = Plan(S["rec_epochs"], S["rec_lr"], "one_cycle")
+    return fit(learn, quiet=quiet)
 
 
 def _normalised_frames(paths: list[str], size: int, device, batch: int):
@@ -149,14 +142,15 @@ def frame_embeddings(trunk: nn.Module, paths: Sequence[str], size: int, device="
                      cache: str | None = None) -> torch.Tensor:
     """``trunk`` (images -> [B, D]) over the frames at ``paths`` (decoded at ``size`` px), in eval mode ->
     [N, D], through ``train.features``. ``cache="name"`` stores them under data/cache, keyed by the trunk's
-    weights, ``size`` and the frames' files (path, size, mtime)."""
-    from affectlab.train import cache_key, features, files_key, weights_digest
+    weights, ``size`` and the frames' files (their identity: path, size, mtime, inode)."""
+    from affectlab.cache import files_key, key
+    from affectlab.train import features, weights_digest
 
     paths = list(map(str, paths))
-    key = None
+    where = None
     if cache is not None:
-        key = (cache, cache_key("trunk-frames", weights_digest(trunk), size, files_key(paths)))
-    return features(trunk, _normalised_frames(paths, size, device, batch), device, cache=key)
+        where = (cache, key("trunk-frames", weights_digest(trunk), size, files_key(paths)))
+    return features(trunk, _normalised_frames(paths, size, device, batch), device, cache=where)
 
 
 def fit_rec_heads(rec: REC, z: torch.Tensor, y: dict, dm_weight: float, epochs: int = 30, lr: float = 3e-3,
@@ -222,19 +216,34 @@ def _keep_best_epoch(monitor: str = "reaction_pearson"):
     return KeepBestEpoch(monitor=monitor, comp=np.greater)
 
 
-def train_facernet(dls, model: nn.Module, loss: str = "pearson", epochs: int = 10, lr: float = 1e-3,
-                   device="auto", seed: int = 0, wd: float = 0.01, quiet: bool = False, keep_best: bool = False):
-    """Fit FaceRNet on video batches ``(x, lengths, y)``; returns the Learner (metric: mean Pearson ρ).
-    ``keep_best``: end with the weights of the epoch of best validation ρ (``learn.best_epoch`` says which).
-    Score it with ``affectlab.train.predict(learn, dl)``: ``preds["intensity"]``, ``targs["intensity"]``."""
+def learner(S: dict, model: nn.Module, dls, device, seed: int, *, loss: str = "pearson", keep_best: bool = True,
+            epochs: int | None = None, lr: float | None = None):
+    """The one Learner of FaceRNet (any variant, on cached REC features or end to end with its REC): the loss
+    (``"pearson"``: 1 − mean Pearson ρ, the paper's; ``"mse"``), Adam with the profile's weight decay ``wd``,
+    the metric mean Pearson ρ, the weights of the best validation epoch kept (``keep_best``;
+    ``learn.best_epoch`` says which after the fit), and ``learn.plan``: one cycle of ``epochs`` at ``lr``
+    (the profile's unless given, e.g. the chapter's one-epoch end-to-end pass). The chapter, the claims step
+    and ``python -m affectlab.fit facernet`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
     from affectlab.metrics import reaction_pearson_metric
-    from affectlab.train import make_learner, set_seed
+    from affectlab.train import Plan, make_learner, set_seed
 
     set_seed(seed)
     cbs = [_keep_best_epoch()] if keep_best else []
-    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=wd, cbs=cbs)
-    _fit(learn, epochs, lr, quiet)
-    learn.best_epoch = cbs[0].best_epoch if cbs else None
+    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=S["wd"], cbs=cbs)
+    learn.plan = Plan(epochs or S["epochs"], lr or S["lr"], "one_cycle")
+    return learn
+
+
+def train_facernet(dls, model: nn.Module, S: dict, device="auto", seed: int = 0, *, loss: str = "pearson",
+                   quiet: bool = False, keep_best: bool = False, epochs: int | None = None, lr: float | None = None):
+    """``learner(S, model, ...)`` fitted: FaceRNet on video batches ``(x, lengths, y)``; returns the Learner
+    (``learn.best_epoch``: the kept epoch with ``keep_best``, else None). Score it with
+    ``affectlab.train.predict(learn, dl)``: ``preds["intensity"]``, ``targs["intensity"]``."""
+    from affectlab.train import fit
+
+    learn = fit(learner(S, model, dls, device, seed, loss=loss, keep_best=keep_best, epochs=epochs, lr=lr),
+                quiet=quiet)
+    learn.best_epoch = next((cb.best_epoch for cb in learn.cbs if hasattr(cb, "best_epoch")), None)
     return learn
 
 
@@ -268,32 +277,36 @@ def _rewind(dls) -> None:
             dl.gen = torch.Generator().manual_seed(dl.seed)
 
 
-def fit_variant(dls, S: dict, loss: str = "pearson", seed: int = 0, device="auto", quiet: bool = True,
+def fit_variant(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", quiet: bool = True,
                 **model_kw):
-    """``FaceRNet(t, hidden, dense, **model_kw)`` (``tasks``, ``rnn``, ``length_mode``, ...) trained with the
-    recipe's settings ``S`` under ``seed``, the best epoch on validation ρ kept; returns the Learner. The seed
-    is set and the loaders rewound before the model is built: variants share the data order and the
-    initialisation of their common parts."""
+    """``FaceRNet(t, hidden, dense, **model_kw)`` (``tasks``, ``rnn``, ``length_mode``, ...) trained by
+    ``learner`` with the recipe's settings ``S`` under ``seed``, the best epoch on validation ρ kept; returns
+    the Learner. The seed is set and the loaders rewound before the model is built: variants share the data
+    order and the initialisation of their common parts."""
     from affectlab.models.facernet import FaceRNet
     from affectlab.train import set_seed
 
     _rewind(dls)
     set_seed(seed)
     model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], **model_kw)
-    return train_facernet(dls, model, loss, S["epochs"], S["lr"], device, seed, wd=S["wd"], quiet=quiet,
-                          keep_best=True)
+    return train_facernet(dls, model, S, device, seed, loss=loss, quiet=quiet, keep_best=True)
 
 
-def variant_rho(dls, S: dict, loss: str = "pearson", seed: int = 0, device="auto", **model_kw) -> float:
-    """``fit_variant``'s mean Pearson ρ over the 7 reactions on the whole validation split."""
+def score(preds: dict, targs: dict) -> dict[str, float]:
+    """The challenge's figure over the whole validation split: mean Pearson ρ over the reactions."""
     from affectlab.metrics import reaction_pearson
+
+    return {"pearson": reaction_pearson(targs["intensity"], preds["intensity"])}
+
+
+def variant_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", **model_kw) -> float:
+    """``fit_variant``'s mean Pearson ρ over the reactions on the whole validation split."""
     from affectlab.train import predict
 
-    p, t = predict(fit_variant(dls, S, loss, seed, device, **model_kw), dls.valid)
-    return reaction_pearson(t["intensity"], p["intensity"])
+    return score(*predict(fit_variant(S, dls, device, seed, loss=loss, **model_kw), dls.valid))["pearson"]
 
 
-def best_lr_rho(dls, S: dict, loss: str, seed: int = 0, device="auto", known: dict | None = None,
+def best_lr_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str, known: dict | None = None,
                 factors=(1 / 3, 1, 3)) -> float:
     """``variant_rho`` at the best of the learning rates ``S["lr"] * factors``: the settings were tuned for
     the Pearson loss, and MSE on the same rate ends near ρ 0, so a fair loss comparison gives each loss the
@@ -301,7 +314,7 @@ def best_lr_rho(dls, S: dict, loss: str, seed: int = 0, device="auto", known: di
     known = dict(known or {})
     for lr in (S["lr"] * f for f in factors):
         if lr not in known:
-            known[lr] = variant_rho(dls, {**S, "lr": lr}, loss, seed, device)
+            known[lr] = variant_rho({**S, "lr": lr}, dls, device, seed, loss=loss)
     return max(known.values())
 
 
@@ -329,14 +342,14 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     hume_tr, hume_va, feats = hume_rec_features(run.root, trunk, S, dev, seed)
     dls = video_dls(hume_tr, hume_va, t=S["t"], bs=S["batch_size"], features={k: v.numpy() for k, v in feats.items()},
                     device=dev, seed=seed)
-    full = variant_rho(dls, S, "pearson", seed, dev)
-    fixed = variant_rho(dls, S, "pearson", seed, dev, length_mode="fixed", fixed_len=fixed_length(hume_tr))
+    full = variant_rho(S, dls, dev, seed)
+    fixed = variant_rho(S, dls, dev, seed, length_mode="fixed", fixed_len=fixed_length(hume_tr))
     out = {"facernet_mask": (full, fixed),
-           "facernet_pearson": (best_lr_rho(dls, S, "pearson", seed, dev, known={S["lr"]: full}),
-                                best_lr_rho(dls, S, "mse", seed, dev)),
-           "facernet_gru": (full, variant_rho(dls, S, "pearson", seed, dev, rnn="lstm"))}
+           "facernet_pearson": (best_lr_rho(S, dls, dev, seed, loss="pearson", known={S["lr"]: full}),
+                                best_lr_rho(S, dls, dev, seed, loss="mse")),
+           "facernet_gru": (full, variant_rho(S, dls, dev, seed, rnn="lstm"))}
     if all_reps:
-        out["facernet_all_reps"] = (full, max(variant_rho(dls, S, "pearson", seed, dev, tasks=(r,))
+        out["facernet_all_reps"] = (full, max(variant_rho(S, dls, dev, seed, tasks=(r,))
                                               for r in SINGLE_REPRESENTATIONS))
     return out
 
@@ -351,14 +364,13 @@ def fixed_length(hume_train) -> int:
 def command_job(S: dict, root, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
     """FaceRNet with its REC (``rec_width``) trained as one network on Hume-Reaction's videos of frames at
     ``image_size`` px, padded to ``t`` (the Mask keeps each video's true length), with the paper's loss
-    (1 − mean Pearson ρ) and Adam at ``lr`` (the paper's rate from scratch), fit one-cycle as
-    ``train_facernet`` does. ``limit=(train, valid)`` videos (``--smoke``). Returns a ``recipes.Job``."""
+    (1 − mean Pearson ρ), Adam at ``lr`` (the paper's rate from scratch) and the best epoch kept, built by
+    ``learner`` as the chapter's FaceRNets. ``limit=(train, valid)`` videos (``--smoke``). Returns a ``recipes.Job``."""
     from affectlab.data.hume import read_hume
     from affectlab.data.loaders import video_dls
-    from affectlab.metrics import reaction_pearson, reaction_pearson_metric
     from affectlab.models.facernet import FaceRNet
     from affectlab.recipes import Job
-    from affectlab.train import make_learner, set_seed
+    from affectlab.train import fit, set_seed
 
     if weights is not None:
         raise ValueError("FaceRNet's REC trains from scratch here: it takes no --weights")
@@ -370,8 +382,7 @@ def command_job(S: dict, root, device, seed: int, limit: tuple[int, int] | None 
     dls = video_dls(train, valid, t=S["t"], size=S["image_size"], bs=S["batch_size"], device=device,
                     num_workers=S["num_workers"], seed=seed)
     model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], rec=REC(width=S["rec_width"]))
-    learn = make_learner(dls, model, FaceRNetLoss("pearson"), [reaction_pearson_metric()], device=device)
-    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs),
-               lambda p, t: {"pearson": reaction_pearson(t["intensity"], p["intensity"])}, model="FaceRNet",
-               variant="end_to_end", task={"pearson": "REACTION"},
+    learn = learner(S, model, dls, device, seed)
+    return Job(learn, lambda cbs: fit(learn, cbs), score, model="FaceRNet", variant="end_to_end",
+               task={"pearson": "REACTION"},
                n_train=n_train, notes=[f"{len(train)} training videos, {len(valid)} validation videos, t = {S['t']} frames"])

@@ -3,7 +3,7 @@
 The papers start from a ResNet-50 or SENet-50 pre-trained on millions of faces. The course cannot ship those
 weights, so it pre-trains its own backbone on the synthetic static corpora (AffectNet, RAF-DB and ExpW
 formats: 7 expressions, plus valence / arousal where AffectNet has them), caches it under ``data/cache/``
-keyed by its settings and the data's fingerprint, and trains it on first use — so every chapter runs
+keyed by its settings, the data and the training code (``affectlab.cache``), and trains it on first use — so every chapter runs
 stand-alone and the second chapter to ask gets it in a second.
 
     from affectlab.recipes.pretrain import face_feature_model
@@ -21,10 +21,7 @@ loads it safely instead (``backbones.load_vggface2``) and trains nothing.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from pathlib import Path
 
 import torch
 
@@ -37,81 +34,6 @@ OVERRIDES = {
     "quick": dict(arch="resnet18", width=16, image_size=64, epochs=12, batch_size=64, lr=3e-3, va_weight=0.5),
     "paper": dict(arch="resnet50", width=64, image_size=112, epochs=20, batch_size=256, lr=1e-3, va_weight=0.5),
 }
-VERSION = 3  # bump when the training recipe changes, so old caches are not reused
-
-
-# Label files the readers open (AffectNet's lists, RAF-DB's, ExpW's, Hume-Reaction's), found by name in the
-# folders the readers search; image folders are fingerprinted by their listing's stats, not file by file.
-_LABEL_FILES = frozenset({"training.csv", "validation.csv", "list_patition_label.txt", "label.lst", "data_info.csv"})
-_IMAGE_DIRS = frozenset({"manually_annotated_images", "images", "image", "origin", "aligned", "original"})
-
-
-def _tree_stats(d: Path, root: Path, h) -> None:
-    """An image folder and every folder below it: path, mtime and entry count (not each image's stat:
-    AffectNet has ~450k). Adding, removing or renaming an image (also replacing it by a rename, as most
-    tools do) changes its folder's mtime."""
-    stack = [d]
-    while stack:
-        cur = stack.pop()
-        try:
-            with os.scandir(cur) as it:
-                entries = list(it)
-            mtime = cur.stat().st_mtime_ns
-        except OSError as e:
-            h.update(f"dir {cur.relative_to(root)} unreadable {e.errno}\n".encode())
-            continue
-        h.update(f"dir {cur.relative_to(root)} {mtime} {len(entries)}\n".encode())
-        stack.extend(sorted((Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)), reverse=True))
-
-
-def _listing_stats(d: Path, root: Path, h) -> None:
-    """Every entry of a folder of per-face label files (AffectNet's ``*_set/annotations/*.npy``) with its
-    size and mtime: one stat per file, none read."""
-    with os.scandir(d) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    h.update(f"listing {d.relative_to(root)} {len(entries)}\n".encode())
-    for e in entries:
-        st = e.stat()
-        h.update(f"{e.name} {st.st_size} {st.st_mtime_ns}\n".encode())
-
-
-def data_fingerprint(root: str | os.PathLike) -> str:
-    """What the cached face feature model depends on: the synthetic world's content hash (its manifest), or
-    for real data a hash over every label file the static readers read (AffectNet's ``training.csv`` /
-    ``validation.csv`` and its newer ``{train,val}_set/annotations/*.npy``, RAF-DB's
-    ``list_patition_label.txt``, ExpW's ``label.lst``, Hume-Reaction's ``data_info.csv``: path, size, mtime)
-    and the image folders' stats (each folder's path, mtime and entry count). Files elsewhere (notes,
-    scripts) do not change it. The folders searched are the readers' own (``static._dirs``, one level deeper
-    since ``static_corpus`` may start a reader in ``root/<dataset>``)."""
-    from affectlab.data.static import _SEARCH_DEPTH, _dirs
-
-    root = Path(root)
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        try:
-            meta = json.loads(manifest.read_text())
-        except json.JSONDecodeError:
-            meta = {}
-        # Only the generator's own manifest: a manifest.json shipped with real data must not stand for it.
-        if isinstance(meta, dict) and meta.get("generator_version") and meta.get("content_hash"):
-            return meta["content_hash"]
-    h = hashlib.sha256(b"affectlab data fingerprint 2\n")
-    for d in _dirs(root, _SEARCH_DEPTH + 1):
-        try:
-            with os.scandir(d) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        for e in entries:
-            p = Path(e.path)
-            if e.is_file() and e.name in _LABEL_FILES:
-                st = e.stat()
-                h.update(f"file {p.relative_to(root)} {st.st_size} {st.st_mtime_ns}\n".encode())
-            elif e.is_dir() and e.name.lower() in _IMAGE_DIRS:
-                _tree_stats(p, root, h)
-            elif e.is_dir() and e.name == "annotations" and d.name.endswith("_set"):
-                _listing_stats(p, root, h)
-    return h.hexdigest()
 
 
 def _settings(profile: str, **overrides) -> dict:
@@ -124,14 +46,34 @@ def _settings(profile: str, **overrides) -> dict:
     return {**OVERRIDES[profile], **{k: v for k, v in overrides.items() if v is not None}}
 
 
+def learner(S: dict, model: PretrainNet, dls, device, seed: int):
+    """The one Learner of the face feature model: expression cross-entropy plus ``va_weight`` × the CCC loss
+    of valence and arousal, fastai's Adam, and ``learn.plan``: one cycle of ``epochs`` at ``lr``. The caller
+    seeds before it builds the loaders and the model; ``affectlab.train.fit(learn)`` trains it."""
+    from affectlab.losses import MultiTaskLoss, masked_ccc_loss, masked_cross_entropy
+    from affectlab.train import Plan, make_learner
+
+    loss = MultiTaskLoss(expr=(1.0, masked_cross_entropy), va=(S["va_weight"], masked_ccc_loss))
+    learn = make_learner(dls, model, loss, device=device)
+    learn.plan = Plan(S["epochs"], S["lr"], "one_cycle")
+    return learn
+
+
+def score(preds: dict, targs: dict) -> dict[str, float]:
+    """Validation macro-F1 and accuracy of the expression head (unlabelled frames left out)."""
+    from affectlab.metrics import accuracy, f1_macro
+
+    keep = targs["expr"] >= 0
+    return {"f1": f1_macro(targs["expr"][keep], preds["expr"][keep], labels=range(7)),
+            "accuracy": accuracy(targs["expr"][keep], preds["expr"][keep])}
+
+
 def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool = False) -> dict[str, torch.Tensor]:
     """Train the backbone on the static corpora; returns its state dict plus ``meta.*`` scalars."""
-    import fastai.callback.progress  # noqa: F401  (Learner.no_bar / no_logging)
+    import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
 
     from affectlab.data.loaders import frame_dls
-    from affectlab.losses import MultiTaskLoss, masked_ccc_loss, masked_cross_entropy
-    from affectlab.metrics import accuracy, f1_macro
-    from affectlab.train import make_learner, predict, set_seed
+    from affectlab.train import fit, predict, set_seed
 
     set_seed(seed)
     train_df, valid_df = static_corpus(root, "train"), static_corpus(root, "val")
@@ -139,20 +81,12 @@ def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool 
                     bs=settings["batch_size"], augment=True, seed=seed, device=None)
     net = PretrainNet(Backbone(settings["arch"], settings["width"]))
     net = net.to(memory_format=torch.channels_last)
-    loss = MultiTaskLoss(expr=(1.0, masked_cross_entropy), va=(settings["va_weight"], masked_ccc_loss))
-    learn = make_learner(dls, net, loss, device=device)
-    if progress:
-        learn.fit_one_cycle(settings["epochs"], settings["lr"])
-    else:
-        with learn.no_bar(), learn.no_logging():
-            learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    learn = fit(learner(settings, net, dls, device, seed), quiet=not progress)
     with learn.no_bar():
         preds, targs = predict(learn, dls.valid)
-    keep = targs["expr"] >= 0
-    f1 = f1_macro(targs["expr"][keep], preds["expr"][keep], labels=range(7))
-    acc = accuracy(targs["expr"][keep], preds["expr"][keep])
+    r = score(preds, targs)
     state = {f"body.{k}": v.detach().cpu().contiguous() for k, v in net.body.state_dict().items()}
-    state.update({"meta.val_f1": torch.tensor(f1), "meta.val_acc": torch.tensor(acc),
+    state.update({"meta.val_f1": torch.tensor(r["f1"]), "meta.val_acc": torch.tensor(r["accuracy"]),
                   "meta.n_train": torch.tensor(len(train_df)), "meta.n_valid": torch.tensor(len(valid_df))})
     return state
 
@@ -170,7 +104,8 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
     course's world's whatever the seed (``world_seed`` draws another world).
     """
     from affectlab.data.roots import resolve_data_root
-    from affectlab.train import cache_key, cached, profile_settings
+    from affectlab.cache import cached, code_key, data_key, key as cache_key
+    from affectlab.train import profile_settings
 
     settings = _settings(profile, arch=arch, width=width, image_size=image_size, epochs=epochs)
     if weights is not None:
@@ -179,7 +114,7 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
         body.pretrain_info = {**settings, "source": "vggface2", "load_report": str(report)}
         return body.eval()
     root = resolve_data_root(data_root, profile_settings(profile)["preset"], world_seed)   # seed: training only
-    key = cache_key("face_feature_model", VERSION, settings, data_fingerprint(root), seed)
+    key = cache_key("face_feature_model", code_key("pretrain"), settings, data_key(root), seed)
     state = cached(f"face-feature-{profile}", key, lambda: pretrain(root, settings, device, seed, progress))
     body = Backbone(settings["arch"], settings["width"])
     body.load_state_dict({k[len("body."):]: v for k, v in state.items() if k.startswith("body.")})

@@ -2,12 +2,13 @@
 
 The quick profile freezes the pre-trained backbone through conv4_x, caches its (conv3_x, conv4_x) maps once
 (``cached_maps``) and trains only SCAN + CCI — or, for the plain ResNet baseline, conv5_x and its
-classifier — on them (``maps_dls``, ``fit_scancci``); ``profile="paper"`` trains everything on images.
+classifier — on them (``maps_dls``, ``learner``); ``profile="paper"`` trains everything on images.
 
     from affectlab.recipes import scan as recipe
-    train_maps = recipe.cached_maps(face, train_df, "train", size, recipe.data_key(root), device)
+    train_maps = recipe.cached_maps(face, train_df, "train", size, affectlab.cache.data_key(root), device)
     dls = recipe.maps_dls(train_maps, valid_maps, bs=S["batch_size"], sampler=..., device=device, seed=seed)
-    learn = recipe.fit_scancci(model, dls, S, device, seed)
+    learn = affectlab.train.fit(recipe.learner(S, recipe.make_scancci(face, S), dls, device, seed))
+    recipe.score(*affectlab.train.predict(learn))
 
 The modules (``SCANCCI``, ``PlainResNet``, ``CachedMaps``, the attention blocks) and ``scancci_loss`` are in
 ``affectlab.models.scan``.
@@ -15,7 +16,6 @@ The modules (``SCANCCI``, ``PlainResNet``, ``CachedMaps``, the attention blocks)
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, PlainResNet, scancci_loss
-from affectlab.train import cache_key, features, make_learner, set_seed, weights_digest
+from affectlab.cache import data_key, files_key, key
+from affectlab.train import Plan, features, fit, make_learner, set_seed, weights_digest
 
 OVERRIDES: dict[str, dict] = {
     # CPU: ResNet-18 at 64 px (conv3_x is 128×8×8, conv4_x 256×4×4); the pre-trained backbone frozen through
@@ -55,12 +56,6 @@ OVERRIDES: dict[str, dict] = {
 }
 
 
-def data_key(root: str | Path) -> str:
-    """What names the data in the maps' cache keys: the synthetic world's content hash, or a real root's path."""
-    manifest = Path(root) / "manifest.json"
-    return json.loads(manifest.read_text())["content_hash"] if manifest.is_file() else str(root)
-
-
 def _images(df, size: int, bs: int):
     """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
     from affectlab.data.loaders import frame_dls
@@ -75,11 +70,12 @@ def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = 
                 bs: int = 256) -> dict[str, torch.Tensor]:
     """The (conv3_x, conv4_x) maps of ``backbone`` frozen through conv4_x for every row of ``df`` (float16,
     ``conv3`` and ``conv4``), cached under data/cache as ``scan-maps-<split>`` keyed by the backbone's
-    weights, the image size, ``data_key`` and the rows' paths; ``expr`` holds the rows' labels."""
+    weights, the image size, ``data_key`` and the rows' files (their identity, never their paths alone);
+    ``expr`` holds the rows' labels."""
     # Built on a cache hit too: its (unused) heads draw from the RNG, which the numbers after it depend on.
     frozen = SCANCCI(copy.deepcopy(backbone), freeze_through="conv4_x")
-    key = cache_key(weights_digest(backbone), size, data_key, df["path"].tolist())
-    maps = dict(features(MapsOf(frozen), _images(df, size, bs), device, cache=(f"scan-maps-{split}", key)))
+    k = key(weights_digest(backbone), size, data_key, files_key(df["path"].tolist()))
+    maps = dict(features(MapsOf(frozen), _images(df, size, bs), device, cache=(f"scan-maps-{split}", k)))
     maps["expr"] = torch.as_tensor(df["expr"].to_numpy())
     return maps
 
@@ -122,10 +118,13 @@ def epoch_decay(lrs, epochs: int, gamma: float = 0.95):
     return sched
 
 
-def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int = 0):
-    """The paper's optimisation: SGD (momentum 0.9, weight decay 1e-3) with two learning rates — backbone and
-    SCAN + CCI — each × 0.95 after every epoch; loss λ·L_u + (1 − λ)·Σ L_i. Trains on cached maps when the
-    model is frozen through conv4_x (``dls`` from ``maps_dls``), else end-to-end on images."""
+def learner(S: dict, model: nn.Module, dls, device, seed: int):
+    """The one Learner of both models this recipe trains — SCAN + CCI (``make_scancci``) and the plain ResNet
+    (``make_plain``) — with the paper's optimisation: SGD (momentum 0.9, weight decay 1e-3) with two learning
+    rates — backbone and heads — each × ``decay`` after every epoch (``learn.plan``: a constant schedule with
+    that decay); loss λ·L_u + (1 − λ)·Σ L_i. On cached maps when ``dls`` is ``maps_dls``' (the quick profile,
+    frozen through conv4_x), else end to end on images. The chapter, the claims step and
+    ``python -m affectlab.fit scan`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
     from functools import partial
 
     from fastai.callback.schedule import ParamScheduler
@@ -133,13 +132,26 @@ def fit_scancci(model: nn.Module, dls, settings: dict, device="auto", seed: int 
 
     set_seed(seed)
     net = CachedMaps(model) if getattr(dls, "n_inp", 1) == 2 else model
-    learn = make_learner(dls, net, scancci_loss(settings["lam"]), device=device, splitter=param_groups,
-                         opt_func=partial(SGD, mom=settings["momentum"], wd=settings["weight_decay"]))
-    lrs = [settings["lr_backbone"], settings["lr_heads"]]
-    sched = ParamScheduler({"lr": epoch_decay(lrs, settings["epochs"], settings["decay"])})
-    with learn.no_bar(), learn.no_logging():
-        learn.fit(settings["epochs"], lr=lrs, cbs=[sched])
+    learn = make_learner(dls, net, scancci_loss(S["lam"]), device=device, splitter=param_groups,
+                         opt_func=partial(SGD, mom=S["momentum"], wd=S["weight_decay"]))
+    lrs = [S["lr_backbone"], S["lr_heads"]]
+    learn.plan = Plan(S["epochs"], lrs, "constant",
+                      cbs=(ParamScheduler({"lr": epoch_decay(lrs, S["epochs"], S["decay"])}),))
     return learn
+
+
+def score(preds: dict, targs: dict, occluded=None) -> dict[str, float]:
+    """Table 2's figures over every validation frame (macro-F1, accuracy, the ABAW 2020 expression score);
+    with an ``occluded`` mask, also accuracy and macro-F1 on the occluded and the unoccluded frames."""
+    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
+
+    y, p = targs["expr"].numpy(), preds["expr"].argmax(-1).numpy()
+    r = {"f1": f1_macro(y, p, labels=range(7)), "accuracy": accuracy(y, p), "expr_score": abaw_expr_score(y, p)}
+    if occluded is not None and occluded.any():
+        for name, m in (("occluded", occluded), ("unoccluded", ~occluded)):
+            r[f"accuracy_{name}"] = accuracy(y[m], p[m])
+            r[f"f1_{name}"] = f1_macro(y[m], p[m], labels=range(7))
+    return r
 
 
 def read_frames(root: Path):
@@ -163,20 +175,13 @@ def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings
     scored on every validation frame: ``(scores, predicted classes)``; with an ``occluded`` mask, also
     accuracy and macro-F1 on the occluded and the unoccluded frames."""
     from affectlab.data.clean import imbalanced_sampler
-    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
     from affectlab.train import predict
 
     dls = maps_dls(train_maps, valid_maps, bs=settings["batch_size"],
                    sampler=imbalanced_sampler(train_maps["expr"].numpy(), seed=seed), device=device, seed=seed)
-    learn = fit_scancci(model, dls, settings, device, seed)
+    learn = fit(learner(settings, model, dls, device, seed), quiet=True)
     preds, targs = predict(learn, dls.valid)
-    y, p = targs["expr"].numpy(), preds["expr"].argmax(-1).numpy()
-    r = {"f1": f1_macro(y, p, labels=range(7)), "accuracy": accuracy(y, p), "expr_score": abaw_expr_score(y, p)}
-    if occluded is not None and occluded.any():
-        for name, m in (("occluded", occluded), ("unoccluded", ~occluded)):
-            r[f"accuracy_{name}"] = accuracy(y[m], p[m])
-            r[f"f1_{name}"] = f1_macro(y[m], p[m], labels=range(7))
-    return r, p
+    return score(preds, targs, occluded), preds["expr"].argmax(-1).numpy()
 
 
 def make_scancci(body: nn.Module, settings: dict) -> SCANCCI:
@@ -218,13 +223,13 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     train_df, valid_df = read_frames(run.root)
     occluded = valid_df["occluded"].to_numpy().astype(bool) if "occluded" in valid_df else None
     face = face_feature_model(profile, data_root, dev, 0)
-    size, key = face.pretrain_info["image_size"], data_key(run.root)
-    maps = {s: cached_maps(face, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
+    size, dk = face.pretrain_info["image_size"], data_key(run.root)
+    maps = {s: cached_maps(face, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
 
     scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
     plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
     body = random_body(face, seed)
-    rmaps = {s: cached_maps(body, df, s, size, key, dev) for s, df in (("train", train_df), ("valid", valid_df))}
+    rmaps = {s: cached_maps(body, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
     scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed)
     out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
     if occluded is not None and occluded.any():
@@ -236,25 +241,17 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 # --- the command's entry (python -m affectlab.fit scan) ----------------------------------------------------
 
 def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
-    """SCAN + CCI on Aff-Wild2's expression frames with ``fit_scancci``'s optimisation (SGD, two learning
+    """SCAN + CCI on Aff-Wild2's expression frames with ``learner``'s optimisation (SGD, two learning
     rates × ``decay`` per epoch, the imbalanced sampler), on images: the backbone trains from
     ``freeze_through`` on (the paper: everything). ``weights``: the VGGFace2 ResNet-50 pickle (without it a
     randomly initialised backbone, said in ``notes``); ``limit=(train, valid)`` frames (``--smoke``).
     Returns a ``recipes.Job``."""
-    from functools import partial
-
-    from fastai.callback.schedule import ParamScheduler
-    from fastai.optimizer import SGD
-
-    from affectlab.data.abaw import read_abaw
     from affectlab.data.clean import imbalanced_sampler
     from affectlab.data.loaders import frame_dls
-    from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
     from affectlab.models.backbones import Backbone, load_vggface2
     from affectlab.recipes import Job
 
-    train_df = read_abaw(root, "EXPR", "train", keep_other=False)
-    valid_df = read_abaw(root, "EXPR", "val", keep_other=False)
+    train_df, valid_df = read_frames(root)
     n_train = len(train_df)
     if limit is not None:
         valid_df = valid_df.iloc[:limit[1]]
@@ -266,16 +263,6 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
     dls = frame_dls(train_df, valid_df, targets=("expr",), size=S["image_size"], bs=S["batch_size"], augment=True,
                     sampler=sampler, device=device, num_workers=S["num_workers"], seed=seed)
-    model = SCANCCI(backbone, m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
-                    freeze_through=S["freeze_through"])
-    learn = make_learner(dls, model, scancci_loss(S["lam"]), device=device, splitter=param_groups,
-                         opt_func=partial(SGD, mom=S["momentum"], wd=S["weight_decay"]))
-    lrs = [S["lr_backbone"], S["lr_heads"]]
-    sched = ParamScheduler({"lr": epoch_decay(lrs, S["epochs"], S["decay"])})
-
-    def score(p, t):
-        y, q = t["expr"].numpy(), p["expr"].argmax(-1).numpy()
-        return {"f1": f1_macro(y, q, labels=range(7)), "accuracy": accuracy(y, q), "expr_score": abaw_expr_score(y, q)}
-
-    return Job(learn, lambda cbs: learn.fit(S["epochs"], lr=lrs, cbs=[sched, *cbs]), score, model="SCANCCI",
-               variant=S["backbone"], task={}, n_train=n_train, notes=notes)
+    learn = learner(S, make_scancci(backbone, S), dls, device, seed)
+    return Job(learn, lambda cbs: fit(learn, cbs), score, model="SCANCCI", variant=S["backbone"], task={},
+               n_train=n_train, notes=notes)

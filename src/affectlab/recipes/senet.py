@@ -4,14 +4,14 @@ The network and its weighted loss live in ``affectlab.models.senet``. Here each 
 recipe is a fastai part: ``senet_splitter`` makes the two parameter groups (``lr=slice(1e-6, 1e-3)`` gives
 each its rate), ``paper_sgd`` the optimiser, ``GradientAccumulation(256)`` the large batch,
 ``PaperColorJitter`` the augmentation, ``ValidateEvery`` + ``SaveModelCallback`` the interval validation;
-``paper_learner`` puts them together with ``senet_loss``. ``read_data`` gives the chapter's Aff-Wild2
-expressions with ExpW, ``train_head`` the ablations' head-only fits on frozen features, ``scores`` the
+``paper_learner`` puts them together with ``senet_loss`` and ``learner`` adds the paper's schedule. ``read_data`` gives the chapter's Aff-Wild2
+expressions with ExpW, ``train_head`` the ablations' head-only fits on frozen features, ``score`` the
 paper's figures.
 
     from affectlab.recipes import senet as recipe, start
     run = start("senet50", "quick")
-    learn = recipe.paper_learner(dls, model, class_weights, micro_batch=run.S["micro_batch"], batch=run.S["batch"])
-    learn.fit(run.S["epochs"], lr=slice(run.S["lr_body"], run.S["lr_head"]))
+    learn = affectlab.train.fit(recipe.learner(run.S, model, dls, run.device, run.seed, class_weights=w))
+    recipe.score(*affectlab.train.predict(learn))
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from affectlab.data.loaders import frame_dls
 from affectlab.data.static import read_expw
 from affectlab.labels import EXPRESSIONS
 from affectlab.models.senet import SENet50Classifier, senet_loss
-from affectlab.train import cache_key, features, files_key, make_learner, weights_digest
+from affectlab.cache import files_key, key
+from affectlab.train import Plan, features, fit, make_learner, weights_digest
 
 # The paper: lr 1e-3 on the new layer and 1e-6 on the body, batches of 256 from 4 micro-batches of 64,
 # validation every 3920 iterations, a SENet-50 at 112 px. The quick profile fine-tunes the course's
@@ -135,6 +136,19 @@ def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_ba
                         wd_bn_bias=True)  # PyTorch's SGD (the paper's) decays biases and BatchNorm weights too
 
 
+def learner(S: dict, model: SENet50Classifier, dls, device, seed: int, *, class_weights=None,
+            fname: str = "senet_best", log_name: str | None = None):
+    """The one Learner of the fine-tuning (``paper_learner`` with the profile's micro-batch, accumulated
+    batch and validation interval) and its ``learn.plan``: ``epochs`` at the paper's two rates,
+    ``slice(lr_body, lr_head)``, held constant. The chapter and ``python -m affectlab.fit senet50`` build it
+    here; ``affectlab.train.fit(learn)`` trains it. ``dls`` deliver micro-batches of ``S["micro_batch"]``.
+    The caller seeds before it builds the loaders and the model."""
+    learn = paper_learner(dls, model, class_weights, micro_batch=S["micro_batch"], batch=S["batch"],
+                          validate_every=S["validate_every"], device=device, log_name=log_name, fname=fname)
+    learn.plan = Plan(S["epochs"], slice(S["lr_body"], S["lr_head"]), "constant")
+    return learn
+
+
 # --- the chapter's data, ablations and scores -------------------------------------------------------------
 
 def _subdir(root: Path, name: str) -> Path:
@@ -159,7 +173,12 @@ def read_data(root: Path, S: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFram
     return train_aw, valid, extra
 
 
-def scores(t, p) -> dict[str, float]:
+def score(preds: dict, targs: dict) -> dict[str, float]:
+    """``score_classes`` of a model's ``predict`` output (``expr`` logits against ``expr`` labels)."""
+    return score_classes(targs["expr"], preds["expr"].argmax(1))
+
+
+def score_classes(t, p) -> dict[str, float]:
     """The paper's figures of predicted classes ``p`` against labels ``t``: macro-F1, accuracy, the ABAW 2020
     expression score and each class's F1 (``f1_<expression>``, Table 2)."""
     t, p = np.asarray(t), np.asarray(p)
@@ -174,8 +193,8 @@ def frame_features(net: nn.Module, df: pd.DataFrame, S: dict, device) -> torch.T
     # damaged="raise": a dropped frame would shift every later feature row against df
     dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False,
                    damaged="raise").valid
-    key = cache_key(weights_digest(net), S["image_size"], files_key(df["path"].tolist()))
-    return features(net, (b[0] for b in dl), device=device, cache=("senet-frame-features", key))
+    k = key(weights_digest(net), S["image_size"], files_key(df["path"].tolist()))
+    return features(net, (b[0] for b in dl), device=device, cache=("senet-frame-features", k))
 
 
 def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, seed: int, steps: int = 300):
@@ -219,7 +238,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     rare_f1 = {}
     for weighted in (True, False):
         w = torch.as_tensor(class_weights(y.numpy()), dtype=torch.float32) if weighted else None
-        s = scores(valid.expr.to_numpy(), train_head(f_train, y, w, S["micro_batch"], seed)(f_valid).numpy())
+        s = score_classes(valid.expr.to_numpy(), train_head(f_train, y, w, S["micro_batch"], seed)(f_valid).numpy())
         rare_f1[weighted] = float(np.mean([s[f"f1_{e}"] for e in RARE]))
     return {"senet_weighted_rare": (rare_f1[True], rare_f1[False])}
 
@@ -250,8 +269,6 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     notes = [f"{len(merged)} training frames (Aff-Wild2 + ExpW), {len(valid)} validation frames"]
     notes.append(f"start weights: {load_vggface2(body, weights)}" if weights else
                  f"start weights: none given (--weights): a randomly initialised {S['arch']}")
-    learn = paper_learner(dls, SENet50Classifier(body), w, micro_batch=S["micro_batch"], batch=S["batch"],
-                          validate_every=S["validate_every"], device=device, fname="best")
-    return Job(learn, lambda cbs: learn.fit(S["epochs"], lr=slice(S["lr_body"], S["lr_head"]), cbs=cbs),
-               lambda p, t: scores(t["expr"], p["expr"].argmax(1)), model="SENet50Classifier",
+    learn = learner(S, SENet50Classifier(body), dls, device, seed, class_weights=w, fname="best")
+    return Job(learn, lambda cbs: fit(learn, cbs), score, model="SENet50Classifier",
                variant=S["arch"], task={}, n_train=n_train, notes=notes)

@@ -3,17 +3,16 @@ on cached per-frame features — the frozen face model run once over every frame
 fitted on ``[B, s, D]`` feature clips and scored with Table II's columns.
 
     from affectlab.recipes import temporal as recipe
-    feats = recipe.frame_features(face, df, size, device, data_key=recipe.data_key(root))
-    learn = recipe.fit_variant(6, dls, S, face.feature_dim, device, seed)
+    feats = recipe.frame_features(face, df, size, device, data_key=affectlab.cache.data_key(root))
+    learn = affectlab.train.fit(recipe.learner(S, 6, dls, device, seed, feature_dim=face.feature_dim))
     preds, targs = affectlab.train.predict(learn, dls.valid)
-    recipe.scores(preds, targs)
+    recipe.score(preds, targs)
 
 The modules (``TemporalStatNet``, ``VARIANTS``, ``temporal_loss``, ``average_fusion``) are in
 ``affectlab.models.temporal_stat``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -21,7 +20,8 @@ from torch import nn
 
 from affectlab.labels import EXPRESSIONS, INVALID_VA
 from affectlab.models.temporal_stat import TemporalStatNet, temporal_loss
-from affectlab.train import cache_key, features, files_key, make_learner, set_seed, weights_digest
+from affectlab.cache import data_key, files_key, key
+from affectlab.train import Plan, features, fit, make_learner, set_seed, weights_digest
 
 OVERRIDES: dict[str, dict] = {
     # CPU: resnet18 features at 64 px (cached), small heads, a 16-frame window, heads trained on the cache.
@@ -45,13 +45,6 @@ OVERRIDES: dict[str, dict] = {
 }
 
 
-def data_key(root: str | Path) -> str:
-    """What names the data in feature cache keys: the synthetic world's content hash, or a real root's path
-    (its files are keyed by ``files_key`` besides)."""
-    manifest = Path(root) / "manifest.json"
-    return json.loads(manifest.read_text())["content_hash"] if manifest.is_file() else str(root)
-
-
 def _frames(df, size: int, bs: int):
     """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
     from affectlab.data.loaders import frame_dls
@@ -66,22 +59,24 @@ def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int 
     """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
     and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
     # files_key: a frame replaced under the same name (new size or mtime) invalidates the features
-    key = cache_key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
-    return features(face_model, _frames(df, size, bs), device, cache=("temporal-frame-features", key))
+    k = key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
+    return features(face_model, _frames(df, size, bs), device, cache=("temporal-frame-features", k))
 
 
-def fit_variant(variant: int, dls, settings: dict, feature_dim: int, device="auto", seed: int = 0):
-    """Train one Table I variant on clip batches (cached features) with the paper's loss; returns the Learner."""
+def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, backbone: nn.Module | None = None):
+    """The one Learner of each Table I variant (1-6): a ``TemporalStatNet`` of the profile's widths over
+    ``feature_dim``-d frame features (or over ``backbone`` end to end), the paper's loss, and ``learn.plan``:
+    one cycle of ``epochs`` at ``lr`` with fastai's Adam. The chapter, the claims step and
+    ``python -m affectlab.fit temporal`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
     set_seed(seed)
-    model = TemporalStatNet(variant, feature_dim, lstm_hidden=settings["lstm_hidden"],
-                            lstm_layers=settings["lstm_layers"], dense=settings["dense"], dropout=settings["dropout"])
+    model = TemporalStatNet(variant, feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
+                            dense=S["dense"], dropout=S["dropout"], **({"backbone": backbone} if backbone else {}))
     learn = make_learner(dls, model, temporal_loss(variant), device=device)
-    with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(settings["epochs"], settings["lr"])
+    learn.plan = Plan(S["epochs"], S["lr"], "one_cycle")
     return learn
 
 
-def scores(preds: dict, targs: dict) -> dict[str, float]:
+def score(preds: dict, targs: dict) -> dict[str, float]:
     """The paper's Table II columns over the whole evaluation set (frames with a valid label only)."""
     from affectlab.metrics import abaw_expr_score, accuracy, ccc, f1_macro
 
@@ -107,9 +102,9 @@ def fit_and_score(variant: int, train_df, valid_df, feats, settings: dict, featu
 
     dls = clip_dls(train_df, valid_df, s=settings["window"], targets=("expr", "va"), bs=settings["batch_size"],
                    features=feats, sampler="balanced", device=device, seed=seed)
-    learn = fit_variant(variant, dls, settings, feature_dim, device, seed)
+    learn = fit(learner(settings, variant, dls, device, seed, feature_dim=feature_dim), quiet=True)
     preds, targs = predict(learn, dls.valid)
-    return learn, preds, targs, scores(preds, targs)
+    return learn, preds, targs, score(preds, targs)
 
 
 def paired_claims(seed: int, profile: str = "quick", data_root=None, device="auto", **overrides
@@ -126,8 +121,8 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     train_df = read_abaw_multitask(run.root, "train", ("EXPR", "VA"))
     valid_df = read_abaw_multitask(run.root, "val", ("EXPR", "VA"))
     face = face_feature_model(profile, data_root, dev, 0)
-    size, key = face.pretrain_info["image_size"], data_key(run.root)
-    feats = (frame_features(face, train_df, size, dev, data_key=key), frame_features(face, valid_df, size, dev, data_key=key))
+    size, dk = face.pretrain_info["image_size"], data_key(run.root)
+    feats = (frame_features(face, train_df, size, dev, data_key=dk), frame_features(face, valid_df, size, dev, data_key=dk))
     r = {v: fit_and_score(v, train_df, valid_df, feats, S, face.feature_dim, dev, seed)[3] for v in (1, 2, 4)}
     return {"temporal_multitask": (r[2]["expr_score"], r[1]["expr_score"]),
             "temporal_stat_va": (r[4]["va_score"], r[2]["va_score"])}
@@ -136,8 +131,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 # --- the command's entry (python -m affectlab.fit temporal) ------------------------------------------------
 
 def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
-    """Table I's variant 6 (STAT + LSTM, expression and VA branches) with the paper's loss, fit one-cycle as
-    ``fit_variant`` does. ``end_to_end`` (the paper): on ``window``-frame image clips through the backbone,
+    """Table I's variant 6 (STAT + LSTM, expression and VA branches), built by ``learner`` as the chapter's. ``end_to_end`` (the paper): on ``window``-frame image clips through the backbone,
     only its last stage trainable; otherwise on cached features of the frozen backbone. ``weights``: the
     VGGFace2 ResNet-50 pickle (without it a randomly initialised backbone, said in ``notes``);
     ``limit=(train clips, validation clips)`` (``--smoke``). Returns a ``recipes.Job``."""
@@ -164,20 +158,16 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     if S["end_to_end"]:
         dls = clip_dls(train_df, valid_df, size=S["image_size"], sampler=sampler, **common)
         dls.valid = clip_dls(valid_df, valid_df, size=S["image_size"], stride=stride, **common).valid
-        net = TemporalStatNet(6, backbone.feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
-                              dense=S["dense"], dropout=S["dropout"], backbone=backbone)
     else:
-        key = data_key(root)
-        feats = tuple(frame_features(backbone, df, S["image_size"], device, data_key=key) for df in (train_df, valid_df))
+        dk = data_key(root)
+        feats = tuple(frame_features(backbone, df, S["image_size"], device, data_key=dk) for df in (train_df, valid_df))
         dls = clip_dls(train_df, valid_df, features=feats, sampler=sampler, **common)
         dls.valid = clip_dls(valid_df, valid_df, features=(feats[1], feats[1]), stride=stride, **common).valid
-        net = TemporalStatNet(6, backbone.feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
-                              dense=S["dense"], dropout=S["dropout"])
     notes.append(f"{len(dls.train.dataset)} training clips drawn per epoch by the balanced sampler, "
                  f"{len(dls.valid.dataset)} validation clips" + (" (end to end)" if S["end_to_end"] else
                                                                   " (cached frame features)"))
-    set_seed(seed)
-    learn = make_learner(dls, net, temporal_loss(6), device=device)
-    return Job(learn, lambda cbs: learn.fit_one_cycle(S["epochs"], S["lr"], cbs=cbs), scores,
+    learn = learner(S, 6, dls, device, seed, feature_dim=backbone.feature_dim,
+                    backbone=backbone if S["end_to_end"] else None)
+    return Job(learn, lambda cbs: fit(learn, cbs), score,
                model="TemporalStatNet", variant="6", task={k: "VA" for k in ("ccc_arousal", "ccc_valence", "va_score")},
                n_train=n_train, notes=notes)

@@ -1,6 +1,7 @@
-"""pretrain.data_fingerprint: the key that decides when the cached face feature model is stale. Every label
-file a static reader reads (both AffectNet releases, RAF-DB, ExpW) and Hume's data_info.csv, and the image
-folders' listings, change it; files nobody reads do not."""
+"""affectlab.cache.data_key: the key that decides when a result computed from a whole data root (the face
+feature model, the claims) is stale. Every label file of every release (both AffectNet releases, RAF-DB, ExpW,
+Hume's data_info.csv, Aff-Wild2's annotation txt) and every folder's listing change it; a file that holds no
+labels, rewritten in place, does not."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectlab.recipes.pretrain import data_fingerprint
+from affectlab.cache import data_key as data_fingerprint
 
 OLD = 1_000_000_000_000_000_000   # a fixed past mtime (ns), so a change never lands in the same clock tick
 
@@ -90,22 +91,24 @@ def test_images_added_or_replaced_change_it(real_root, folder):
     assert data_fingerprint(real_root) not in (before, replaced)
 
 
-def test_unrelated_files_do_not_change_it(real_root):
+def test_a_file_without_labels_rewritten_in_place_does_not_change_it(real_root):
+    for rel in ("notes.md", "scripts/prepare.py"):
+        _write(real_root / rel, "v1")
+    for p in sorted(real_root.rglob("*"), reverse=True):
+        os.utime(p, ns=(OLD, OLD))
     before = data_fingerprint(real_root)
-    _write(real_root / "notes.txt", "my notes")
-    _write(real_root / "affectnet" / "README.md", "readme")
-    _write(real_root / "rafdb" / "basic" / "EmoLabel" / "readme.txt", "about the list")
-    _write(real_root / "scripts" / "prepare.py", "print()")
-    _write(real_root / "hume" / "00001" / "00001.jpg", "a Hume frame: not a pre-training input")
+    (real_root / "notes.md").write_text("v2, longer")
+    (real_root / "scripts" / "prepare.py").write_text("print('v2')")
     assert data_fingerprint(real_root) == before
 
 
-def test_exact_value_for_one_list(tmp_path):
-    lst = _write(tmp_path / "expw" / "label" / "label.lst", "a.jpg 0 1 2 3 4 0.9 3\n")
-    os.utime(lst, ns=(OLD, OLD))
-    expected = hashlib.sha256(b"affectlab data fingerprint 2\n"
-                              + f"file expw/label/label.lst 22 {OLD}\n".encode()).hexdigest()
-    assert data_fingerprint(tmp_path) == expected
+def test_aff_wild2_annotations_change_it(real_root):
+    ann = _write(real_root / "affwild2" / "annotations" / "EXPR_Set" / "Training_Set" / "1-30-1280x720.txt",
+                 "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n0\n")
+    os.utime(ann, ns=(OLD, OLD))
+    before = data_fingerprint(real_root)
+    ann.write_text(ann.read_text().replace("0", "4"))      # same size: the mtime and inode tell
+    assert data_fingerprint(real_root) != before
 
 
 def test_synthetic_manifest_and_foreign_manifest(real_root, tmp_path):
