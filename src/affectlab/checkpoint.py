@@ -294,7 +294,7 @@ class Checkpoint(Callback):
         if not self.own_event():
             return
         self.key = self.fit_key()
-        self.file, self.start, self.paused, self.logged = self.file_for(self.key), 0, [], []
+        self.file, self.start, self.at_epoch, self.paused, self.logged = self.file_for(self.key), 0, 0, [], []
         self.n_fit, self.active, self.last_action = self.n_fit + 1, True, "fresh"
         ck = self.load_matching()
         if ck is None:
@@ -317,11 +317,13 @@ class Checkpoint(Callback):
             cb.run = False
 
     def before_epoch(self):
-        if self.active and self.own_event() and self.learn.epoch < self.start:
-            raise CancelEpochException
+        if self.active and self.own_event():
+            self.at_epoch = self.learn.epoch    # (a validate() inside the fit would reset learn.epoch)
+            if self.at_epoch < self.start:
+                raise CancelEpochException
 
     def after_epoch(self):
-        epoch, rec = self.learn.epoch, getattr(self.learn, "recorder", None)
+        epoch, rec = self.at_epoch, getattr(self.learn, "recorder", None)
         if not (self.active and self.own_event()) or epoch < self.start - 1:
             return
         if epoch == self.start - 1:       # the last finished epoch: the others run from the next one
@@ -334,7 +336,7 @@ class Checkpoint(Callback):
 
     def after_cancel_fit(self):       # stopped early by a callback (EarlyStopping ...): that is its end
         if self.active and self.own_event():
-            atomic_save(self.state(self.learn.epoch, complete=True), self.file)
+            atomic_save(self.state(self.at_epoch, complete=True), self.file)
 
     def after_fit(self):
         if self.own_event():

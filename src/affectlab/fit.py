@@ -145,7 +145,7 @@ def _callbacks():
     class MustResume(Callback):
         """``--resume``: before any training, the checkpoint of this very configuration must be there (its
         name hashes the run's key, so a changed setting, seed or data would otherwise train afresh)."""
-        order = 1000     # the last before_fit: the state is then the one the Checkpoint's fit keys
+        order = 1000     # after the others' before_fit, before the Checkpoint's (1100): the state it keys
 
         def before_fit(self):
             from affectlab.checkpoint import Checkpoint

@@ -87,7 +87,8 @@ def _draws(dls):
             dls.train.rng.random(), torch.rand(2, generator=dls.train.gen).tolist())
 
 
-def run(folder=None, key=None, kill=None, seed=0, learners=1, sampler=None, epochs=EPOCHS, lr=1e-2):
+def run(folder=None, key=None, kill=None, seed=0, learners=1, sampler=None, epochs=EPOCHS, lr=1e-2, bar=False,
+        cbs_factory=list):
     """A 'chapter': seed, data, ``learners`` trainings one after another (each its own model), then the
     random draws code after them would see. Returns (per-learner results, draws, counters, checkpoints)."""
     set_seed(seed)
@@ -98,8 +99,8 @@ def run(folder=None, key=None, kill=None, seed=0, learners=1, sampler=None, epoc
         for i in range(learners):
             learn = make_learner(dls, Net(), _loss, [expr_f1(), expr_accuracy()], device="cpu", fp16=False)
             counter = CountBatches()
-            extra = [counter] + ([Kill(*kill[1:])] if kill and kill[0] == i else [])
-            with learn.no_bar():
+            extra = [counter, *cbs_factory()] + ([Kill(*kill[1:])] if kill and kill[0] == i else [])
+            with contextlib.nullcontext() if bar else learn.no_bar():
                 learn.fit_one_cycle(epochs, lr, cbs=extra)
             results.append({"weights": {k: v.clone() for k, v in learn.model.state_dict().items()},
                             "values": [list(v) for v in learn.recorder.values],
@@ -167,6 +168,34 @@ def test_resume_without_the_loaders_rng_would_differ(tmp_path, baseline, monkeyp
     results, draws, _, cbs = run(tmp_path)
     assert cbs[0].last_action == "resumed"
     assert not all(torch.equal(v, baseline[0][0]["weights"][k]) for k, v in results[0]["weights"].items())
+
+
+class ValidateEachEpoch(Callback):
+    """Calls ``learn.validate()`` after every epoch, inside the fit (fastai sends it before_fit ... after_fit)."""
+    order, busy = 70, False
+
+    def after_epoch(self):
+        if not self.busy:
+            self.busy = True
+            self.learn.validate()
+            self.busy = False
+
+
+@pytest.mark.parametrize("case", ["progress-bar", "validate-inside-the-fit"])
+def test_resume_with_a_progress_bar_or_a_validate_inside_the_fit(tmp_path, case):
+    """fastprogress's bar counts from epoch 0 (it sees the finished epochs go by); a ``validate()`` inside the
+    fit sends the fit's events and resets ``learn.epoch``: neither is taken for one of the checkpoint's fits."""
+    kw = {"bar": True} if case == "progress-bar" else {"cbs_factory": lambda: [ValidateEachEpoch()]}
+    base = run(**kw)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, kill=(0, "before_epoch", 2), **kw)
+    resumed = run(tmp_path, **kw)
+    assert resumed[3][0].last_action == "resumed" and resumed[3][0].n_fit == 1
+    assert_same(resumed[0], base[0])
+    assert resumed[1] == base[1]
+    skipped = run(tmp_path, **kw)
+    assert skipped[3][0].last_action == "skipped"
+    assert_same(skipped[0], base[0])
 
 
 def test_complete_checkpoint_skips_training_and_restores_random_state(tmp_path, baseline):

@@ -2,6 +2,8 @@
 runner's environment, never under pytest), keys, atomic files."""
 import json
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +124,7 @@ def test_the_environment_is_ignored_under_pytest(tmp_path, monkeypatch):
 def test_make_learner_attaches_a_checkpoint_only_when_active(tmp_path):
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
+    from fastai.learner import Learner
 
     from affectlab.train import make_learner
 
@@ -137,6 +140,15 @@ def test_make_learner_attaches_a_checkpoint_only_when_active(tmp_path):
     got = [next((x for x in learn.cbs if isinstance(x, ckpt.Checkpoint)), None) for learn in (a, b, c)]
     assert got[0].index == 0 and got[1] is None and got[2].index == 2 and s.n_learners == 3
     assert got[0].folder == tmp_path and got[0].key_parts == {"k": 1}
+    assert {type(learn) for learn in (a, b, c)} == {Learner}     # fastai's own Learner: no subclass
+
+
+def test_only_fastais_public_api_is_used():
+    """A fastai release that renames its internals cannot break a resume: the module names none of them."""
+    src = Path(ckpt.__file__).read_text()
+    private = r"\b_(do_fit|with_events|do_epoch\w*|do_one_batch|split|backward|step|end_cleanup|call_one)\b"
+    assert not re.search(private, src)
+    assert not re.search(r"\._[a-z]", src)          # no private attribute of anything (fastai's, NumPy's ...)
 
 
 def test_chapter_env_points_at_the_runs_checkpoint_folder(tmp_path):
