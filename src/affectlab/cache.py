@@ -108,8 +108,9 @@ def data_key(root: str | os.PathLike) -> str:
 def code_key(recipe: str | None = None) -> str:
     """The one invalidation rule: a hash of the package's training code — every module but ``NOT_TRAINING``
     and, for ``recipe`` (a module name under ``recipes/``), but the other recipes. ``recipe=None`` takes every
-    recipe (a chapter may train any paper). A cached result keyed by it is recomputed after any change to
-    code that could change it, and kept after a change to code that cannot."""
+    recipe (a chapter may train any paper); ``recipe=""`` none but the face feature model's (what frozen
+    features depend on: readers, loaders, models). A cached result keyed by it is recomputed after any change
+    to code that could change it, and kept after a change to code that cannot."""
     pkg = Path(__file__).parent
     others = set()
     if recipe is not None:

@@ -168,6 +168,23 @@ def f1_binary(y_true, y_pred) -> float:
     return f1_macro(y_true, y_pred, labels=[1])
 
 
+def chance_f1(y_true, labels: Sequence[int] = range(7), seed: int = 0) -> float:
+    """The course's one "chance" macro-F1: the best of three guesses that never look at the face — always
+    the most frequent class, a uniform draw, and a draw with the classes' own frequencies (NumPy generator
+    seeded with ``seed``) — over the annotated rows (truth −1 left out). A model that learnt nothing from
+    the faces scores about this; every chapter's "beats chance" check compares against it."""
+    t = np.asarray(y_true).astype(np.int64).ravel()
+    t = t[t >= 0]
+    if t.size == 0:
+        raise ValueError("chance_f1: no annotated rows")
+    labels = list(labels)
+    rng = np.random.default_rng(seed)
+    prior = np.bincount(t, minlength=max(labels) + 1)[labels] / t.size
+    guesses = (np.full_like(t, np.bincount(t).argmax()), rng.choice(labels, size=t.size),
+               rng.choice(labels, size=t.size, p=prior / prior.sum()))
+    return max(f1_macro(t, g, labels=labels) for g in guesses)
+
+
 def accuracy(y_true, y_pred) -> float:
     """Share of equal labels; rows whose truth is −1 (unannotated) are dropped before scoring."""
     t, p = _class_pair(y_true, y_pred)

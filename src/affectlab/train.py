@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from affectlab.cache import cached
+from affectlab.cache import cached, code_key
+from affectlab.cache import key as cache_key
 from affectlab.paths import cache_dir
 
 PROFILES: dict[str, dict] = {
@@ -83,6 +84,8 @@ def features(model: nn.Module, batches: Iterable, device: str | torch.device = "
     settings and the seed."""
     if cache is not None:
         name, key = cache
+        # the one invalidation rule (affectlab.cache): features follow the readers', loaders' and models' code
+        key = cache_key(key, code_key(""))
         out = cached(name, key, lambda: _as_dict(features(model, batches, device)))
         return out["features"] if set(out) == {"features"} else out
     dev = resolve_device(device)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import affectlab.train as train
 from affectlab.models.facechannel import VARIANTS as FC_VARIANTS
@@ -90,11 +91,15 @@ def chapter_senet(profile, root):
     sn = recipe("senet50")
     run = start("senet50", profile, root, "cpu", SEED)
     S = run.S
-    train_aw, valid, extra = sn.read_data(run.root, S, SEED)
+    train_aw, valid, extra = sn.data(run.root, S, SEED)
     merged = pd.concat([train_aw, extra], ignore_index=True)
     dls = frame_dls(merged, valid, targets=("expr",), size=S["image_size"], bs=S["micro_batch"], seed=SEED)
-    model = SENet50Classifier(face_feature_model(profile, root, "cpu", SEED))
-    train.fit(sn.learner(S, model, dls, run.device, SEED, class_weights=class_weights(merged.expr.to_numpy())))
+    body = face_feature_model(profile, root, "cpu", SEED)
+    w = class_weights(merged.expr.to_numpy())
+    train.fit(sn.learner(S, SENet50Classifier(body), dls, run.device, SEED, class_weights=w))
+    f_train, f_valid = sn.frame_features(body, merged, S, "cpu"), sn.frame_features(body, valid, S, "cpu")
+    y = torch.as_tensor(merged.expr.to_numpy())
+    sn.train_head(S, f_train, y, torch.as_tensor(w, dtype=torch.float32), (f_valid, valid.expr.to_numpy()), "cpu", SEED)
 
 
 def chapter_temporal(profile, root):
@@ -119,7 +124,7 @@ def chapter_scan(profile, root):
 
     sc = recipe("scan")
     run = start("scan", profile, root, "cpu", SEED)
-    tr, va = sc.read_frames(run.root)
+    tr, va = sc.data(run.root, run.S, SEED)
     face = face_feature_model(profile, root, "cpu", SEED)
     size, key = face.pretrain_info["image_size"], data_key(run.root)
     maps = [sc.cached_maps(face, df, s, size, key, "cpu") for s, df in (("train", tr), ("valid", va))]
@@ -141,18 +146,18 @@ def chapter_facernet(profile, root):
 
 
 CHAPTERS = {"facechannel": (chapter_facechannel, "03_facechannel", ["recipe.fit_frame_model(", "recipe.fit_sequence_model("]),
-            "senet50": (chapter_senet, "04_senet50_finetune", ["recipe.learner(", "fit(learn)"]),
+            "senet50": (chapter_senet, "04_senet50_finetune", ["recipe.learner(", "fit(learn)", "recipe.train_head("]),
             "temporal": (chapter_temporal, "05_multitask_temporal", ["recipe.fit_and_score("]),
             "scan": (chapter_scan, "06_scan_cci", ["recipe.fit_and_score(", "recipe.make_scancci(", "recipe.make_plain("]),
-            "facernet": (chapter_facernet, "07_facernet", ["recipe.fit_variant("])}
+            "facernet": (chapter_facernet, "07_facernet", ["recipe.fit_rec_heads(", "recipe.fit_variant("])}
 # The models each pair of paths must both train (so the comparison can never pass on nothing).
 JOINT_FC = f"FaceChannel|None|{tuple(FC_VARIANTS['FC'])}"
 SHARED = {"facechannel": {"chapter-claims": [JOINT_FC, "FaceChannelS|"], "chapter-fit": [JOINT_FC]},
-          "senet50": {"chapter-fit": ["SENet50Classifier"]},
+          "senet50": {"chapter-claims": ["FeatureHead"], "chapter-fit": ["SENet50Classifier"]},
           "temporal": {"chapter-claims": [f"TemporalStatNet|{TS_VARIANTS[v].name}|" for v in (1, 2, 4)],
                        "chapter-fit": [f"TemporalStatNet|{TS_VARIANTS[6].name}|"]},
           "scan": {"chapter-claims": ["SCANCCI", "PlainResNet"], "chapter-fit": ["SCANCCI"]},
-          "facernet": {"chapter-claims": ["FaceRNet"], "chapter-fit": ["FaceRNet"]}}
+          "facernet": {"chapter-claims": ["RECHeads", "FaceRNet"], "chapter-fit": ["FaceRNet"]}}
 
 
 def test_the_chapters_make_the_calls_this_test_makes():
@@ -161,6 +166,15 @@ def test_the_chapters_make_the_calls_this_test_makes():
         code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         for call in calls:
             assert call in code, f"{notebook} no longer calls {call}: update this test's chapter path"
+
+
+def test_no_chapter_builds_or_fits_a_learner_by_hand():
+    """Every model a chapter trains comes from a recipe's ``learner`` (and its plan, run by ``train.fit``)."""
+    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for hand in ("make_learner(", "Learner(", "fit_one_cycle(", ".fit(", "paper_learner("):
+            assert hand not in code, f"{nb.name} calls {hand} itself: build the model with its recipe's learner"
 
 
 def _pick(models: dict, prefix: str) -> dict:

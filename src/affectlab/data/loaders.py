@@ -291,6 +291,21 @@ class BatchSource:
         return (*self.get_inputs(idx), {k: v[idx] for k, v in self.labels.items()})
 
 
+class IndexDraws:
+    """A torch-style sampler whose indices each epoch are ``draw()``'s (a list of row indices): lets a
+    fastai loader draw rows exactly as a plain loop would — ``torch.randperm(n, generator=g)`` per epoch, or
+    ``torch.randint`` with replacement — so a fit moved onto a Learner keeps its numbers."""
+
+    def __init__(self, draw, n: int):
+        self.draw, self.n = draw, n
+
+    def __iter__(self):
+        return iter(self.draw())
+
+    def __len__(self):
+        return self.n
+
+
 class AffectDataLoader(DataLoader):
     """A fastai DataLoader that gathers whole batches from a ``BatchSource`` (one array gather instead of
     per-item collation), optionally drawing indices from a torch sampler, and augments on the device."""
@@ -522,3 +537,36 @@ def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=N
     dls.skipped = skipped
     damaged.report(dls)
     return dls
+
+
+def tensor_dls(train: tuple, valid: tuple, bs: int = 64, sampler=None, device="cpu", seed: int = 0,
+               drop_last: bool | None = None):
+    """fastai DataLoaders over tensors already in memory (cached per-frame features, cached maps): ``train``
+    and ``valid`` are ``(inputs, labels)`` — a tuple of tensors ``[N, ...]`` (the model's inputs, ``n_inp`` of
+    them) and a dict of label tensors ``[N, ...]``. Batches are gathered with one index per batch (no
+    per-item collation); ``sampler`` draws the training rows (e.g. the imbalanced sampler, ``IndexDraws``);
+    ``drop_last`` defaults to dropping a last partial training batch when there is more than one batch."""
+    from fastai.data.core import DataLoaders
+
+    def source(d):
+        xs, ys = d
+        return BatchSource(len(xs[0]), lambda idx: tuple(x[idx] for x in xs), ys, n_inp=len(xs))
+
+    tr, va = source(train), source(valid)
+    drop = len(tr) > bs if drop_last is None else drop_last
+    dls = DataLoaders(
+        AffectDataLoader(tr, bs=bs, shuffle=True, drop_last=drop, sampler=sampler, seed=seed, device=device),
+        AffectDataLoader(va, bs=2 * bs, shuffle=False, seed=seed, device=device), device=device)
+    dls.n_inp = tr.n_inp
+    return dls
+
+
+def frame_batches(df, size: int, bs: int = 256):
+    """The normalised image batches ``[B, 3, size, size]`` of ``df``'s rows, in row order: the input of every
+    frozen-feature pass (per-frame features, cached maps). A damaged frame is an error, never a dropped row
+    that would shift every later one against ``df``. A generator: the loader is built only when it is
+    iterated, so a cache hit decodes nothing."""
+    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu",
+                   damaged="raise").valid
+    for b in dl:
+        yield b[0]

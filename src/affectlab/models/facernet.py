@@ -82,6 +82,18 @@ class REC(nn.Module):
         return out
 
 
+class RECHeads(nn.Module):
+    """REC's three heads on cached trunk features ``z`` [B, embedding_dim] (the trunk is not run): what trains
+    when the trunk is frozen and its embeddings are cached."""
+
+    def __init__(self, rec: REC):
+        super().__init__()
+        self.rec = rec
+
+    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.rec.heads_forward(z)
+
+
 def rec_representations(out: dict[str, torch.Tensor]) -> torch.Tensor:
     """REC outputs as the [N, 26] affect representation the RNN reads: VA, p(expr), p(AU)."""
     return torch.cat([out["va"], out["expr"].softmax(-1), torch.sigmoid(out["au"])], dim=-1)

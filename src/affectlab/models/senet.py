@@ -51,6 +51,20 @@ class SENet50Classifier(nn.Module):
         return {"expr": self.head(self.body(x))}
 
 
+class FeatureHead(nn.Module):
+    """A new ``n_classes``-way layer over frozen features, standardised by the training features' mean and
+    standard deviation (a fixed affine map, kept as buffers): the ablations' head-only model."""
+
+    def __init__(self, train_features: torch.Tensor, n_classes: int = len(EXPRESSIONS)):
+        super().__init__()
+        self.register_buffer("mean", train_features.mean(0))
+        self.register_buffer("std", train_features.std(0) + 1e-6)
+        self.fc = nn.Linear(train_features.shape[1], n_classes)
+
+    def forward(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"expr": self.fc((f - self.mean) / self.std)}
+
+
 def senet_loss(class_weights: torch.Tensor | None = None) -> MultiTaskLoss:
     """Cross-entropy on the expression head, weighted per class when ``class_weights`` is given."""
     fn = partial(masked_cross_entropy, weight=torch.as_tensor(class_weights, dtype=torch.float32)) \

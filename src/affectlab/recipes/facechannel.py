@@ -20,7 +20,7 @@ import torch
 
 from affectlab import metrics as M
 from affectlab.data.clean import imbalanced_sampler, va_bins
-from affectlab.data.loaders import clip_dls, frame_dls
+from affectlab.data.loaders import clip_dls, frame_batches, frame_dls
 from affectlab.models.facechannel import FaceChannel, FaceChannelS, facechannel_loss
 from affectlab.train import Plan, features, fit, make_learner, predict, set_seed
 
@@ -177,9 +177,7 @@ def _fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.
 def frame_features(fc: FaceChannel, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
     """The trained FC's 500-d features of every row of ``df``, row-aligned (a damaged frame is an error,
     never a dropped row that would shift every later one)."""
-    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False,
-                   damaged="raise").valid
-    return features(fc.trunk, (b[0] for b in dl), device=device)
+    return features(fc.trunk, frame_batches(df, S["image_size"]), device=device)
 
 
 def va_sampler(df: pd.DataFrame, seed: int):

@@ -25,7 +25,7 @@ from affectlab.models.facernet import REC, FaceRNetLoss, RECLoss, rec_representa
 OVERRIDES: dict[str, dict] = {
     # CPU, chapter 07 in <= 3 minutes: a narrow REC at 48 px on every 2nd frame, short videos, few epochs.
     "quick": dict(image_size=48, rec_width=16, rec_epochs=4, rec_lr=5e-3, rec_batch_size=64, rec_frame_stride=2,
-                  head_epochs=30, head_lr=3e-3,
+                  head_epochs=30, head_lr=3e-3, head_batch_size=256,
                   label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},
                   # Batch 16, 6 epochs: the Pearson loss is a correlation within the batch (8 videos made it
                   # noisy), and with 8 epochs the validation ρ peaked by epoch 2-3 and then fell.
@@ -42,7 +42,7 @@ OVERRIDES: dict[str, dict] = {
         rec_lr=1e-4,             # §3.3: Adam, 1e-4 "when training from scratch"
         rec_batch_size=256,      # not in the paper: ours (REC on single frames)
         rec_frame_stride=1,      # every frame
-        head_epochs=30, head_lr=1e-3,                         # the chapter's head-only fits: ours
+        head_epochs=30, head_lr=1e-3, head_batch_size=256,    # the chapter's head-only fits: ours
         label_shares={"au": 0.5, "expr": 0.7, "va": 0.7},   # the chapter's partial annotation: ours
         t=480,                   # §3.3: "length t equal to 480"
         hidden=128,              # §3.3: "1-layer GRU with 128 units"
@@ -96,6 +96,19 @@ def partial_annotation(df: pd.DataFrame, shares: dict[str, float], seed: int = 0
     return out
 
 
+def data(root, S: dict, seed: int):
+    """Chapter 07's data: ``(aw_train, aw_val, hume_train, hume_val)`` — Aff-Wild2's REC frames (every
+    ``rec_frame_stride``-th; the training ones partially annotated with ``label_shares`` under ``seed``) and
+    Hume-Reaction's training and validation videos."""
+    from affectlab.data.hume import read_hume
+
+    stride = S["rec_frame_stride"]
+    aw, aw_va = rec_frames(root, "train"), rec_frames(root, "val")
+    aw, aw_va = aw[aw["frame"] % stride == 0], aw_va[aw_va["frame"] % stride == 0]
+    return (partial_annotation(aw, S["label_shares"], seed=seed), aw_va, read_hume(root, "train"),
+            read_hume(root, "val"))
+
+
 def frame_targets(df) -> dict[str, torch.Tensor]:
     """REC's targets of ``rec_frames`` rows, with the sentinels where a label is missing."""
     return {"expr": torch.tensor(df["expr"].to_numpy(), dtype=torch.long),
@@ -110,18 +123,14 @@ def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", devi
     """Train a whole REC CNN with L_REC (``dm_weight=0``: without L_DM): one cycle of ``rec_epochs`` at
     ``rec_lr``; returns the fastai Learner."""
     from affectlab.data.loaders import frame_dls
-    from affectlab.metrics import au_f1, expr_f1, va_score
     from affectlab.recipes import settings
-    from affectlab.train import Plan, fit, make_learner, resolve_device, set_seed
+    from affectlab.train import fit, resolve_device, set_seed
 
     S = settings("facernet", profile)
     set_seed(seed)
     dls = frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=S["image_size"],
                     bs=S["rec_batch_size"], aus=AUS_17, device=str(resolve_device(device)), seed=seed)
-    learn = make_learner(dls, REC(width=S["rec_width"]), RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()],
-                         device=device)
-    learn.plan = Plan(S["rec_epochs"], S["rec_lr"], "one_cycle")
-    return fit(learn, quiet=quiet)
+    return fit(learner(S, REC(width=S["rec_width"]), dls, device, seed, dm_weight=dm_weight), quiet=quiet)
 
 
 def _normalised_frames(paths: list[str], size: int, device, batch: int):
@@ -153,22 +162,25 @@ def frame_embeddings(trunk: nn.Module, paths: Sequence[str], size: int, device="
     return features(trunk, _normalised_frames(paths, size, device, batch), device, cache=where)
 
 
-def fit_rec_heads(rec: REC, z: torch.Tensor, y: dict, dm_weight: float, epochs: int = 30, lr: float = 3e-3,
-                  bs: int = 256, seed: int = 0) -> REC:
-    """Train REC's three heads, re-initialised under ``seed``, with L_REC on cached trunk features ``z``
-    [N, D] (the trunk stays frozen). A plain loop: on [N, D] tensors a fastai Learner would add nothing but overhead."""
+def fit_rec_heads(S: dict, rec: REC, train: tuple, valid: tuple, dm_weight: float, seed: int = 0) -> REC:
+    """Train REC's three heads, re-initialised under ``seed``, with L_REC on cached trunk features (the trunk
+    stays frozen): ``learner(S, rec, ...)`` on ``(z [N, D], targets)`` pairs for ``train`` and ``valid``
+    (``frame_targets``), every row once an epoch in a fresh order of a generator seeded with ``seed``.
+    Returns ``rec`` in eval mode."""
+    from affectlab.data.loaders import IndexDraws, tensor_dls
+    from affectlab.train import fit
+
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     for head in rec.heads.values():   # fresh draws of ``seed``, whatever was drawn before REC was built
         head.reset_parameters()
-    loss_fn = RECLoss(dm_weight)
-    opt = torch.optim.Adam(rec.heads.parameters(), lr=lr)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(z), generator=g).split(bs):
-            loss = loss_fn(rec.heads_forward(z[idx]), {k: v[idx] for k, v in y.items()})
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    n = len(train[0])
+    dls = tensor_dls(((train[0],), train[1]), ((valid[0],), valid[1]), bs=S["head_batch_size"],
+                     sampler=IndexDraws(lambda: torch.randperm(n, generator=g).tolist(), n), seed=seed,
+                     drop_last=False)
+    from affectlab.models.facernet import RECHeads
+
+    fit(learner(S, RECHeads(rec), dls, "cpu", seed, dm_weight=dm_weight), quiet=True)
     return rec.eval()
 
 
@@ -217,16 +229,40 @@ def _keep_best_epoch(monitor: str = "reaction_pearson"):
 
 
 def learner(S: dict, model: nn.Module, dls, device, seed: int, *, loss: str = "pearson", keep_best: bool = True,
-            epochs: int | None = None, lr: float | None = None):
-    """The one Learner of FaceRNet (any variant, on cached REC features or end to end with its REC): the loss
-    (``"pearson"``: 1 − mean Pearson ρ, the paper's; ``"mse"``), Adam with the profile's weight decay ``wd``,
-    the metric mean Pearson ρ, the weights of the best validation epoch kept (``keep_best``;
-    ``learn.best_epoch`` says which after the fit), and ``learn.plan``: one cycle of ``epochs`` at ``lr``
-    (the profile's unless given, e.g. the chapter's one-epoch end-to-end pass). The chapter, the claims step
-    and ``python -m affectlab.fit facernet`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
+            epochs: int | None = None, lr: float | None = None, dm_weight: float = 1.0):
+    """The one Learner of each model this recipe trains, with ``learn.plan``; ``affectlab.train.fit(learn)``
+    trains it. The chapter, the claims step and ``python -m affectlab.fit facernet`` all build them here.
+
+    - ``RECHeads(rec)``, REC's three heads on its frozen trunk's cached features (``fit_rec_heads``): batches
+      ``(z, targets)``, L_REC (``dm_weight=0``: without L_DM), PyTorch's Adam on the heads only, no weight
+      decay, ``head_epochs`` at ``head_lr`` held constant;
+    - a ``REC`` on frames (the whole CNN: ``train_rec``, chapter 08): L_REC, fastai's Adam, the metrics
+      expression F1, VA score and AU F1, one cycle of ``rec_epochs`` at ``rec_lr``;
+    - FaceRNet (any variant, on cached REC features or end to end with its REC): the loss (``"pearson"``:
+      1 − mean Pearson ρ, the paper's; ``"mse"``), Adam with the profile's weight decay ``wd``, the metric
+      mean Pearson ρ, the weights of the best validation epoch kept (``keep_best``; ``learn.best_epoch`` says
+      which after the fit), one cycle of ``epochs`` at ``lr`` (the profile's unless given, e.g. the
+      chapter's one-epoch end-to-end pass)."""
+    from functools import partial
+
+    from fastai.optimizer import OptimWrapper
+
     from affectlab.metrics import reaction_pearson_metric
+    from affectlab.models.facernet import RECHeads
     from affectlab.train import Plan, make_learner, set_seed
 
+    if isinstance(model, REC):
+        from affectlab.metrics import au_f1, expr_f1, va_score
+
+        learn = make_learner(dls, model, RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()], device=device)
+        learn.plan = Plan(epochs or S["rec_epochs"], lr or S["rec_lr"], "one_cycle")
+        return learn
+    if isinstance(model, RECHeads):
+        learn = make_learner(dls, model, RECLoss(dm_weight), device=device,
+                             opt_func=partial(OptimWrapper, opt=torch.optim.Adam),
+                             splitter=lambda m: [list(m.rec.heads.parameters())])
+        learn.plan = Plan(epochs or S["head_epochs"], lr or S["head_lr"], "constant")
+        return learn
     set_seed(seed)
     cbs = [_keep_best_epoch()] if keep_best else []
     learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=S["wd"], cbs=cbs)
@@ -253,14 +289,12 @@ def hume_rec_features(root, trunk: nn.Module, S: dict, device="auto", seed: int 
     """Chapter 07's sections 3-4 in one call: REC = ``trunk`` (frozen, cached embeddings) + heads fitted with
     L_DM on partially annotated Aff-Wild2 frames, then REC's 26 representations of every Hume-Reaction frame.
     Returns ``(hume_train, hume_val, {video: [length, 26]})``."""
-    from affectlab.data.hume import read_hume
-
-    size, stride = int(trunk.pretrain_info["image_size"]), S["rec_frame_stride"]
-    aw = rec_frames(root, "train")
-    aw = partial_annotation(aw[aw["frame"] % stride == 0], S["label_shares"], seed=seed)
-    emb = frame_embeddings(trunk, aw["path"], size, device, cache="facernet-trunk-frames")
-    rec = fit_rec_heads(REC(trunk=trunk), emb, frame_targets(aw), 1.0, S["head_epochs"], S["head_lr"], seed=seed)
-    hume_tr, hume_va = read_hume(root, "train"), read_hume(root, "val")
+    size = int(trunk.pretrain_info["image_size"])
+    aw, aw_va, hume_tr, hume_va = data(root, S, seed)
+    emb = {split: frame_embeddings(trunk, df["path"], size, device, cache="facernet-trunk-frames")
+           for split, df in (("train", aw), ("val", aw_va))}
+    rec = fit_rec_heads(S, REC(trunk=trunk), (emb["train"], frame_targets(aw)), (emb["val"], frame_targets(aw_va)),
+                        1.0, seed)
     videos = pd.concat([hume_tr, hume_va], ignore_index=True)
     hume_emb = frame_embeddings(trunk, video_frame_paths(videos), size, device, cache="facernet-trunk-hume")
     return hume_tr, hume_va, rec_video_features(rec, videos, embeddings=hume_emb)

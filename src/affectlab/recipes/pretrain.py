@@ -46,6 +46,12 @@ def _settings(profile: str, **overrides) -> dict:
     return {**OVERRIDES[profile], **{k: v for k, v in overrides.items() if v is not None}}
 
 
+def data(root, S: dict, seed: int):
+    """The static corpora (AffectNet, RAF-DB, ExpW formats) the face feature model trains on,
+    ``(train_df, valid_df)``: every face (``S`` and ``seed`` draw nothing here)."""
+    return static_corpus(root, "train"), static_corpus(root, "val")
+
+
 def learner(S: dict, model: PretrainNet, dls, device, seed: int):
     """The one Learner of the face feature model: expression cross-entropy plus ``va_weight`` × the CCC loss
     of valence and arousal, fastai's Adam, and ``learn.plan``: one cycle of ``epochs`` at ``lr``. The caller
@@ -76,7 +82,7 @@ def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool 
     from affectlab.train import fit, predict, set_seed
 
     set_seed(seed)
-    train_df, valid_df = static_corpus(root, "train"), static_corpus(root, "val")
+    train_df, valid_df = data(root, settings, seed)
     dls = frame_dls(train_df, valid_df, targets=("expr", "va"), size=settings["image_size"],
                     bs=settings["batch_size"], augment=True, seed=seed, device=None)
     net = PretrainNet(Backbone(settings["arch"], settings["width"]))

@@ -24,6 +24,7 @@ from torch import nn
 
 from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, PlainResNet, scancci_loss
 from affectlab.cache import data_key, files_key, key
+from affectlab.data.loaders import frame_batches
 from affectlab.train import Plan, features, fit, make_learner, set_seed, weights_digest
 
 OVERRIDES: dict[str, dict] = {
@@ -56,16 +57,6 @@ OVERRIDES: dict[str, dict] = {
 }
 
 
-def _images(df, size: int, bs: int):
-    """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
-    from affectlab.data.loaders import frame_dls
-
-    # damaged="raise": the maps stay row-aligned with df
-    dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
-    for b in dl:
-        yield b[0]
-
-
 def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = "", device="auto",
                 bs: int = 256) -> dict[str, torch.Tensor]:
     """The (conv3_x, conv4_x) maps of ``backbone`` frozen through conv4_x for every row of ``df`` (float16,
@@ -75,7 +66,7 @@ def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = 
     # Built on a cache hit too: its (unused) heads draw from the RNG, which the numbers after it depend on.
     frozen = SCANCCI(copy.deepcopy(backbone), freeze_through="conv4_x")
     k = key(weights_digest(backbone), size, data_key, files_key(df["path"].tolist()))
-    maps = dict(features(MapsOf(frozen), _images(df, size, bs), device, cache=(f"scan-maps-{split}", k)))
+    maps = dict(features(MapsOf(frozen), frame_batches(df, size, bs), device, cache=(f"scan-maps-{split}", k)))
     maps["expr"] = torch.as_tensor(df["expr"].to_numpy())
     return maps
 
@@ -83,20 +74,12 @@ def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = 
 def maps_dls(train: dict, valid: dict, bs: int = 64, sampler=None, device="cpu", seed: int = 0):
     """fastai DataLoaders of ``(conv3_x, conv4_x, {"expr": y})`` batches from cached maps (``n_inp`` = 2);
     ``train`` / ``valid`` hold ``conv3``, ``conv4`` and ``expr``. ``sampler``: e.g. the imbalanced sampler."""
-    from fastai.data.core import DataLoaders
+    from affectlab.data.loaders import tensor_dls
 
-    from affectlab.data.loaders import AffectDataLoader, BatchSource
+    def pair(d):
+        return (d["conv3"], d["conv4"]), {"expr": d["expr"]}
 
-    def source(d):
-        return BatchSource(len(d["expr"]), lambda idx: (d["conv3"][idx], d["conv4"][idx]),
-                           {"expr": d["expr"]}, n_inp=2)
-
-    tr, va = source(train), source(valid)
-    dls = DataLoaders(
-        AffectDataLoader(tr, bs=bs, shuffle=True, drop_last=len(tr) > bs, sampler=sampler, seed=seed, device=device),
-        AffectDataLoader(va, bs=2 * bs, shuffle=False, seed=seed, device=device), device=device)
-    dls.n_inp = 2
-    return dls
+    return tensor_dls(pair(train), pair(valid), bs=bs, sampler=sampler, device=device, seed=seed)
 
 
 def param_groups(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -154,9 +137,10 @@ def score(preds: dict, targs: dict, occluded=None) -> dict[str, float]:
     return r
 
 
-def read_frames(root: Path):
-    """Chapter 06's Aff-Wild2 expression frames ``(train_df, valid_df)``; in the synthetic world the
-    validation frames carry ``occluded`` / ``occluder`` from its ground truth (a real release has none)."""
+def data(root: Path, S: dict, seed: int):
+    """Chapter 06's Aff-Wild2 expression frames ``(train_df, valid_df)``: every frame (``S`` and ``seed`` draw
+    nothing here; they are the recipes' common signature). In the synthetic world the validation frames carry
+    ``occluded`` / ``occluder`` from its ground truth (a real release has none)."""
     from affectlab.data.abaw import read_abaw
 
     train_df = read_abaw(root, "EXPR", "train", keep_other=False)
@@ -220,7 +204,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 
     run = start("scan", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
     S, dev = run.S, run.device
-    train_df, valid_df = read_frames(run.root)
+    train_df, valid_df = data(run.root, S, seed)
     occluded = valid_df["occluded"].to_numpy().astype(bool) if "occluded" in valid_df else None
     face = face_feature_model(profile, data_root, dev, 0)
     size, dk = face.pretrain_info["image_size"], data_key(run.root)
@@ -251,7 +235,7 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     from affectlab.models.backbones import Backbone, load_vggface2
     from affectlab.recipes import Job
 
-    train_df, valid_df = read_frames(root)
+    train_df, valid_df = data(root, S, seed)
     n_train = len(train_df)
     if limit is not None:
         valid_df = valid_df.iloc[:limit[1]]

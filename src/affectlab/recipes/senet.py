@@ -4,7 +4,7 @@ The network and its weighted loss live in ``affectlab.models.senet``. Here each 
 recipe is a fastai part: ``senet_splitter`` makes the two parameter groups (``lr=slice(1e-6, 1e-3)`` gives
 each its rate), ``paper_sgd`` the optimiser, ``GradientAccumulation(256)`` the large batch,
 ``PaperColorJitter`` the augmentation, ``ValidateEvery`` + ``SaveModelCallback`` the interval validation;
-``paper_learner`` puts them together with ``senet_loss`` and ``learner`` adds the paper's schedule. ``read_data`` gives the chapter's Aff-Wild2
+``paper_learner`` puts them together with ``senet_loss`` and ``learner`` adds the paper's schedule. ``data`` gives the chapter's Aff-Wild2
 expressions with ExpW, ``train_head`` the ablations' head-only fits on frozen features, ``score`` the
 paper's figures.
 
@@ -25,10 +25,10 @@ from torch import nn
 
 from affectlab import metrics as M
 from affectlab.data.abaw import read_abaw
-from affectlab.data.loaders import frame_dls
+from affectlab.data.loaders import frame_batches, frame_dls
 from affectlab.data.static import read_expw
 from affectlab.labels import EXPRESSIONS
-from affectlab.models.senet import SENet50Classifier, senet_loss
+from affectlab.models.senet import FeatureHead, SENet50Classifier, senet_loss
 from affectlab.cache import files_key, key
 from affectlab.train import Plan, features, fit, make_learner, weights_digest
 
@@ -37,7 +37,7 @@ from affectlab.train import Plan, features, fit, make_learner, weights_digest
 # ResNet-18 face feature model at 64 px for one epoch on a budget of frames (see models/senet.py).
 OVERRIDES = {
     "quick": dict(arch="resnet18", image_size=64, micro_batch=32, batch=128, lr_head=1e-2, lr_body=1e-4,
-                  epochs=1, validate_every=None, max_train_frames=2000, max_extra=400),
+                  epochs=1, validate_every=None, max_train_frames=2000, max_extra=400, head_steps=300, head_lr=0.05),
     # Paper 2 = Cafarelli et al., "Expression Recognition Analysis in the Wild" (ABAW 2020), §3.2.
     "paper": dict(
         arch="seresnet50",       # §3.2 "Implementation and Setup": SE-Net50 pre-trained on VGGFace2
@@ -49,7 +49,9 @@ OVERRIDES = {
         epochs=20,               # not in the paper (it stops "on the best validation performance"): a cap of ours
         validate_every=3920,     # §3.2: "we validated our model every 3920 iterations"
         max_train_frames=None,   # all of Aff-Wild2's training frames ...
-        max_extra=None),         # ... with all of ExpW merged in (§3.1)
+        max_extra=None,          # ... with all of ExpW merged in (§3.1)
+        head_steps=300,          # not in the paper: the ablations' head-only fits on frozen features (ours)
+        head_lr=0.05),           # idem
 }
 PAPER_JITTER = dict(brightness=0.4, contrast=0.3, saturation=0.25, hue=0.5)
 
@@ -136,13 +138,28 @@ def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_ba
                         wd_bn_bias=True)  # PyTorch's SGD (the paper's) decays biases and BatchNorm weights too
 
 
-def learner(S: dict, model: SENet50Classifier, dls, device, seed: int, *, class_weights=None,
+def learner(S: dict, model: SENet50Classifier | FeatureHead, dls, device, seed: int, *, class_weights=None,
             fname: str = "senet_best", log_name: str | None = None):
-    """The one Learner of the fine-tuning (``paper_learner`` with the profile's micro-batch, accumulated
-    batch and validation interval) and its ``learn.plan``: ``epochs`` at the paper's two rates,
-    ``slice(lr_body, lr_head)``, held constant. The chapter and ``python -m affectlab.fit senet50`` build it
-    here; ``affectlab.train.fit(learn)`` trains it. ``dls`` deliver micro-batches of ``S["micro_batch"]``.
-    The caller seeds before it builds the loaders and the model."""
+    """The one Learner of each model this recipe trains, with ``learn.plan``; ``affectlab.train.fit(learn)``
+    trains it. The caller seeds before it builds the loaders and the model.
+
+    - ``SENet50Classifier``: the fine-tuning (``paper_learner`` with the profile's micro-batch, accumulated
+      batch and validation interval), ``epochs`` at the paper's two rates ``slice(lr_body, lr_head)``, held
+      constant. The chapter and ``python -m affectlab.fit senet50`` build it here.
+    - ``FeatureHead``: the ablations' new layer on frozen features (chapter 04 and the claims step), the
+      paper's optimiser (``paper_sgd``) and loss, ``S["micro_batch"]`` rows a micro-batch, 4 of them
+      accumulated per step, one pass of ``S["head_steps"]`` steps drawn with replacement (``head_dls``) at
+      ``S["head_lr"]``, held constant."""
+    from fastai.callback.training import GradientAccumulation
+
+    from affectlab.metrics import expr_accuracy, expr_f1, expr_score
+
+    if isinstance(model, FeatureHead):
+        learn = make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
+                             device=device, opt_func=paper_sgd, wd_bn_bias=True,  # the paper's SGD decays biases
+                             cbs=[GradientAccumulation(n_acc=4 * S["micro_batch"])])
+        learn.plan = Plan(1, S["head_lr"], "constant")
+        return learn
     learn = paper_learner(dls, model, class_weights, micro_batch=S["micro_batch"], batch=S["batch"],
                           validate_every=S["validate_every"], device=device, log_name=log_name, fname=fname)
     learn.plan = Plan(S["epochs"], slice(S["lr_body"], S["lr_head"]), "constant")
@@ -155,7 +172,7 @@ def _subdir(root: Path, name: str) -> Path:
     return root / name if (root / name).is_dir() else root
 
 
-def read_data(root: Path, S: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def data(root: Path, S: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Aff-Wild2's expression frames (training: at most ``S["max_train_frames"]``; validation: every third
     frame of each video, neighbours being near-duplicates) and ExpW's training faces (at most
     ``S["max_extra"]``), as ``(train_aw, valid, extra)``."""
@@ -190,28 +207,34 @@ def score_classes(t, p) -> dict[str, float]:
 def frame_features(net: nn.Module, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
     """A (frozen) body's features of every row of ``df``, in order; cached under data/cache, keyed by the
     body's weights, the image size and the frames' files (the claims step reuses them across seeds)."""
-    # damaged="raise": a dropped frame would shift every later feature row against df
-    dl = frame_dls(df.iloc[:1], df, targets=("expr",), size=S["image_size"], bs=256, augment=False,
-                   damaged="raise").valid
     k = key(weights_digest(net), S["image_size"], files_key(df["path"].tolist()))
-    return features(net, (b[0] for b in dl), device=device, cache=("senet-frame-features", k))
+    return features(net, frame_batches(df, S["image_size"]), device=device, cache=("senet-frame-features", k))
 
 
-def train_head(feats: torch.Tensor, y: torch.Tensor, weights, micro_batch: int, seed: int, steps: int = 300):
-    """The paper's optimiser on a new 7-way layer over frozen features: SGD + momentum + weight decay, the
-    (optionally weighted) loss, 4 accumulated micro-batches per step. Returns ``features -> classes``."""
+def head_dls(S: dict, train: tuple, valid: tuple, seed: int):
+    """Loaders of frozen features ``(features, labels)`` for a ``FeatureHead``: one pass of
+    ``S["head_steps"]`` × 4 micro-batches of ``S["micro_batch"]`` rows drawn uniformly with replacement (a
+    generator seeded with ``seed``), and the validation rows in order."""
+    from affectlab.data.loaders import IndexDraws, tensor_dls
+
+    n, mb, draws = len(train[1]), S["micro_batch"], 4 * S["head_steps"]
     g = torch.Generator().manual_seed(seed)
-    mean, std = feats.mean(0), feats.std(0) + 1e-6      # standardise the features (a fixed affine map)
-    head = nn.Linear(feats.shape[1], 7)
-    opt = paper_sgd(list(head.parameters()), lr=0.05)
-    loss = senet_loss(weights)
-    for _ in range(steps):
-        for _ in range(4):
-            idx = torch.randint(0, len(y), (micro_batch,), generator=g)
-            (loss({"expr": head((feats[idx] - mean) / std)}, {"expr": y[idx]}) / 4).backward()
-        opt.step()
-        opt.zero_grad()
-    return lambda f: head((f - mean) / std).argmax(1)
+    sampler = IndexDraws(lambda: torch.cat([torch.randint(0, n, (mb,), generator=g) for _ in range(draws)]).tolist(),
+                         draws * mb)
+    return tensor_dls(((train[0],), {"expr": train[1]}), ((valid[0],), {"expr": valid[1]}), bs=mb, sampler=sampler,
+                      seed=seed, drop_last=False)
+
+
+def train_head(S: dict, feats: torch.Tensor, y: torch.Tensor, class_weights, valid: tuple, device, seed: int):
+    """A ``FeatureHead`` (initialised under ``seed``, so paired heads start alike) on frozen ``feats``,
+    trained by ``learner`` on ``head_dls`` (``valid``: the validation ``(features, labels)`` fastai reports
+    on). Returns ``features -> classes``."""
+    torch.manual_seed(seed)
+    head = FeatureHead(feats)
+    dls = head_dls(S, (feats, torch.as_tensor(y)), (valid[0], torch.as_tensor(valid[1])), seed)
+    fit(learner(S, head, dls, device, seed, class_weights=class_weights), quiet=True)
+    head = head.cpu().eval()
+    return lambda f: head(f)["expr"].argmax(1)
 
 
 RARE = ("Anger", "Disgust", "Fear")   # the classes the weights are meant for (Aff-Wild2's rarest three)
@@ -229,7 +252,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 
     run = start("senet50", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
     S, dev = run.S, run.device
-    train_aw, _, extra = read_data(run.root, S, seed)
+    train_aw, _, extra = data(run.root, S, seed)
     merged = pd.concat([train_aw, extra], ignore_index=True)
     valid = read_abaw(_subdir(run.root, "affwild2"), "EXPR", "val", keep_other=False)
     body = face_feature_model(profile, data_root, dev, 0)
@@ -238,7 +261,8 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     rare_f1 = {}
     for weighted in (True, False):
         w = torch.as_tensor(class_weights(y.numpy()), dtype=torch.float32) if weighted else None
-        s = score_classes(valid.expr.to_numpy(), train_head(f_train, y, w, S["micro_batch"], seed)(f_valid).numpy())
+        head = train_head(S, f_train, y, w, (f_valid, valid.expr.to_numpy()), dev, seed)
+        s = score_classes(valid.expr.to_numpy(), head(f_valid).numpy())
         rare_f1[weighted] = float(np.mean([s[f"f1_{e}"] for e in RARE]))
     return {"senet_weighted_rare": (rare_f1[True], rare_f1[False])}
 
@@ -255,7 +279,7 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     from affectlab.recipes import Job
     from affectlab.train import set_seed
 
-    train_aw, valid, extra = read_data(root, S, seed)
+    train_aw, valid, extra = data(root, S, seed)
     merged = pd.concat([train_aw, extra], ignore_index=True)
     n_train = len(merged)
     if limit is not None:

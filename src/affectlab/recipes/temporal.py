@@ -21,6 +21,7 @@ from torch import nn
 from affectlab.labels import EXPRESSIONS, INVALID_VA
 from affectlab.models.temporal_stat import TemporalStatNet, temporal_loss
 from affectlab.cache import data_key, files_key, key
+from affectlab.data.loaders import frame_batches
 from affectlab.train import Plan, features, fit, make_learner, set_seed, weights_digest
 
 OVERRIDES: dict[str, dict] = {
@@ -45,22 +46,20 @@ OVERRIDES: dict[str, dict] = {
 }
 
 
-def _frames(df, size: int, bs: int):
-    """Image batches of ``df``'s rows in order; the loader is built only when a cache miss iterates them."""
-    from affectlab.data.loaders import frame_dls
-
-    # damaged="raise": a dropped frame would shift every later feature row against df
-    dl = frame_dls(df, df, targets=("expr",), size=size, bs=bs, augment=False, device="cpu", damaged="raise").valid
-    for b in dl:
-        yield b[0]
-
-
 def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int = 256, data_key: str = "") -> torch.Tensor:
     """The frozen face model's features ``[len(df), D]`` of every row of ``df`` (in row order), computed once
     and cached under data/cache keyed by the model's weights, the image size, the rows and ``data_key``."""
     # files_key: a frame replaced under the same name (new size or mtime) invalidates the features
     k = key(weights_digest(face_model), size, data_key, files_key(df["path"].tolist()))
-    return features(face_model, _frames(df, size, bs), device, cache=("temporal-frame-features", k))
+    return features(face_model, frame_batches(df, size, bs), device, cache=("temporal-frame-features", k))
+
+
+def data(root: Path, S: dict, seed: int):
+    """Chapter 05's Aff-Wild2 frames with expression and valence / arousal, ``(train_df, valid_df)``: every
+    frame of every video (``S`` and ``seed`` draw nothing here; they are the recipes' common signature)."""
+    from affectlab.data.abaw import read_abaw_multitask
+
+    return read_abaw_multitask(root, "train", ("EXPR", "VA")), read_abaw_multitask(root, "val", ("EXPR", "VA"))
 
 
 def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, backbone: nn.Module | None = None):
@@ -112,14 +111,12 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     """Chapter 05's claims under one training seed, on the course's face model (its seed-0 pre-training):
     ``temporal_multitask`` (Table II model 2 vs model 1, expression score) and ``temporal_stat_va``
     (model 4 vs model 2, VA score); each variant trained by ``fit_and_score`` as the chapter does."""
-    from affectlab.data.abaw import read_abaw_multitask
     from affectlab.recipes import start
     from affectlab.recipes.pretrain import face_feature_model
 
     run = start("temporal", profile, data_root, device, seed, world_seed=0, **overrides)   # the course's world
     S, dev = run.S, run.device
-    train_df = read_abaw_multitask(run.root, "train", ("EXPR", "VA"))
-    valid_df = read_abaw_multitask(run.root, "val", ("EXPR", "VA"))
+    train_df, valid_df = data(run.root, S, seed)
     face = face_feature_model(profile, data_root, dev, 0)
     size, dk = face.pretrain_info["image_size"], data_key(run.root)
     feats = (frame_features(face, train_df, size, dev, data_key=dk), frame_features(face, valid_df, size, dev, data_key=dk))
@@ -135,14 +132,12 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     only its last stage trainable; otherwise on cached features of the frozen backbone. ``weights``: the
     VGGFace2 ResNet-50 pickle (without it a randomly initialised backbone, said in ``notes``);
     ``limit=(train clips, validation clips)`` (``--smoke``). Returns a ``recipes.Job``."""
-    from affectlab.data.abaw import read_abaw_multitask
     from affectlab.data.clean import imbalanced_sampler
     from affectlab.data.loaders import clip_dls
     from affectlab.models.backbones import Backbone, load_vggface2
     from affectlab.recipes import Job
 
-    train_df = read_abaw_multitask(root, "train", ("EXPR", "VA"))
-    valid_df = read_abaw_multitask(root, "val", ("EXPR", "VA"))
+    train_df, valid_df = data(root, S, seed)
     n_train = len(train_df)
     stride = 1
     if limit is not None:    # the first validation video, a clip ending at every stride-th frame of it
