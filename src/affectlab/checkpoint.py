@@ -33,7 +33,6 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +49,11 @@ from fastcore.foundation import L
 from torch import nn
 
 from affectlab.cache import atomic_save, code_key
+from affectlab.rng import capture_rng, restore_rng
 
 ENV = "AFFECTLAB_CHECKPOINTS"
 ENV_KEY = "AFFECTLAB_CHECKPOINT_KEY"
-FORMAT = "affectlab-checkpoint-1"
+FORMAT = "affectlab-checkpoint-2"   # 2: the state stored as plain fields (1 held a JSON "meta" string)
 # What a checkpoint keeps of the Learner's callbacks: the Recorder's history, the schedule's, a tracker's best.
 KEPT = {Recorder: ("values", "lrs", "iters", "losses"), ParamScheduler: ("hps",),
         TrackerCallback: ("best", "wait", "new_best")}
@@ -153,80 +153,6 @@ def _hash(obj) -> str:
         t = o.detach().cpu().contiguous().reshape(-1)
         return [str(t.dtype), list(o.shape), hashlib.sha256(t.view(torch.uint8).numpy().tobytes()).hexdigest()]
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=enc).encode()).hexdigest()
-
-
-# --- random states, stored without pickle: tensors, numbers and strings ------------------------------------
-
-def _encode_rng(obj) -> dict:
-    """A weights_only-loadable form of a generator's state (also of the ``random`` and ``np.random`` modules')."""
-    if isinstance(obj, torch.Generator):
-        return {"kind": "torch", "state": obj.get_state()}
-    if isinstance(obj, np.random.Generator):
-        return {"kind": "numpy_generator", "json": json.dumps(obj.bit_generator.state, default=_jsonable)}
-    if hasattr(obj, "get_state"):          # a RandomState, or np.random's global one
-        name, key, pos, has_gauss, gauss = obj.get_state(legacy=True)
-        return {"kind": "numpy", "name": str(name), "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                "has_gauss": int(has_gauss), "gauss": float(gauss)}
-    version, state, gauss = obj.getstate()  # a random.Random, or the module's hidden one
-    return {"kind": "python", "version": int(version), "state": torch.tensor(state, dtype=torch.int64), "gauss": gauss}
-
-
-def _decode_rng_into(obj, enc: dict) -> None:
-    kind = enc["kind"]
-    if kind == "python":
-        obj.setstate((enc["version"], tuple(enc["state"].tolist()), enc["gauss"]))
-    elif kind == "numpy":
-        obj.set_state((enc["name"], enc["key"].numpy().astype(np.uint32), enc["pos"], enc["has_gauss"], enc["gauss"]))
-    elif kind == "numpy_generator":
-        state = json.loads(enc["json"])
-        if isinstance(state.get("state", {}).get("key"), list):
-            state["state"]["key"] = np.asarray(state["state"]["key"], np.uint32)
-        obj.bit_generator.state = state
-    elif kind == "torch":
-        obj.set_state(enc["state"])
-    else:
-        raise ValueError(f"unknown random state kind {kind!r}")
-
-
-def _loader_rngs(dls) -> dict:
-    """Every random generator a DataLoader draws from (fastai's ``rng``, affectlab's ``gen``, any other, its
-    sampler's, and those of a loader it wraps for data-parallel training), keyed '<loader>.<attr>'."""
-    out = {}
-    for i, dl in enumerate(getattr(dls, "loaders", None) or []):
-        inner = getattr(dl, "dl", None)
-        for owner, prefix in ((dl, f"{i}"), (getattr(dl, "sampler", None), f"{i}.sampler"),
-                              (inner, f"{i}.dl"), (getattr(inner, "sampler", None), f"{i}.dl.sampler")):
-            for name, val in sorted(vars(owner).items()) if hasattr(owner, "__dict__") else ():
-                if isinstance(val, (random.Random, np.random.RandomState, np.random.Generator, torch.Generator)):
-                    out[f"{prefix}.{name}"] = val
-    return out
-
-
-def capture_rng(dls=None) -> dict:
-    """Every random state of this process (torch CPU and CUDA, NumPy, Python) and of ``dls``' loaders."""
-    return {"torch": torch.get_rng_state(), "numpy": _encode_rng(np.random), "python": _encode_rng(random),
-            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-            "loaders": {k: _encode_rng(v) for k, v in _loader_rngs(dls).items()} if dls is not None else {}}
-
-
-def restore_rng(state: dict, dls=None) -> None:
-    """Set every random state captured by ``capture_rng`` (a generator missing on either side is an error)."""
-    torch.set_rng_state(state["torch"])
-    _decode_rng_into(np.random, state["numpy"])
-    _decode_rng_into(random, state["python"])
-    if state["cuda"]:
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n != len(state["cuda"]):
-            raise RuntimeError(f"the checkpoint holds the random states of {len(state['cuda'])} CUDA device(s); "
-                               f"this machine has {n}")
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if dls is not None:
-        have = _loader_rngs(dls)
-        if sorted(have) != sorted(state["loaders"]):
-            raise RuntimeError(f"the data loaders' random generators {sorted(have)} are not the checkpoint's "
-                               f"{sorted(state['loaders'])}")
-        for k, gen in have.items():
-            _decode_rng_into(gen, state["loaders"][k])
 
 
 def _plain(o):

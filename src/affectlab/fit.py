@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import json
 import sys
 import time
@@ -299,10 +298,7 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
         cbs.append(CSVLogger(fname=str(out / "log.csv")))
     ddp = dist.attach(learn, cuda)
     t0 = time.time()
-    # A resumed fit starts at a later epoch, which fastprogress's master bar cannot (it times from epoch 0):
-    # the epoch table alone shows the progress then.
-    with (learn.no_bar() if args.resume else contextlib.nullcontext()):
-        job.fit(cbs)
+    job.fit(cbs)   # a resumed fit shows its bar too: the checkpoint lets it watch the finished epochs go by
     seconds = time.time() - t0
     if ddp is not None:
         learn.remove_cb(ddp)

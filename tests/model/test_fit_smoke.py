@@ -38,7 +38,7 @@ def test_paper_profile_smoke_takes_steps_and_writes_the_metrics(paper, world, tm
     assert doc["param_digests"] and doc["processes"] == 1
     last, best = doc["checkpoints"]["last"], doc["checkpoints"]["best"]
     assert last and best
-    assert torch.load(last, weights_only=True)["format"] == "affectlab-checkpoint-1"
+    assert torch.load(last, weights_only=True)["format"] == "affectlab-checkpoint-2"
     assert (out / "log.csv").read_text().count("\n") == 2 and (out / "run.log").is_file()
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from affectlab import checkpoint as ckpt
+from affectlab import rng
 
 
 def _weights_only_roundtrip(obj, tmp_path):
@@ -23,14 +24,14 @@ def test_every_kind_of_generator_roundtrips_through_weights_only(tmp_path):
             "torch": torch.Generator().manual_seed(6)}
     gens["python"].gauss(0, 1)            # a cached gaussian is part of the state
     gens["numpy"].standard_normal()
-    enc = _weights_only_roundtrip({k: ckpt._encode_rng(g) for k, g in gens.items()}, tmp_path)
+    enc = _weights_only_roundtrip({k: rng.encode(g) for k, g in gens.items()}, tmp_path)
     assert isinstance(enc["python"]["state"], torch.Tensor) and isinstance(enc["numpy"]["key"], torch.Tensor)
     want = [gens["python"].random(), gens["numpy"].rand(), gens["numpy_gen"].random(),
             torch.rand(1, generator=gens["torch"]).item()]
     fresh = {"python": random.Random(0), "numpy": np.random.RandomState(0), "numpy_gen": np.random.default_rng(0),
              "torch": torch.Generator()}
     for k, g in fresh.items():
-        ckpt._decode_rng_into(g, enc[k])
+        rng.decode_into(g, enc[k])
     got = [fresh["python"].random(), fresh["numpy"].rand(), fresh["numpy_gen"].random(),
            torch.rand(1, generator=fresh["torch"]).item()]
     assert got == want
@@ -38,10 +39,10 @@ def test_every_kind_of_generator_roundtrips_through_weights_only(tmp_path):
 
 def test_global_random_states_roundtrip(tmp_path):
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
-    state = _weights_only_roundtrip(ckpt.capture_rng(), tmp_path)
+    state = _weights_only_roundtrip(rng.capture_rng(), tmp_path)
     want = (random.random(), np.random.rand(), torch.rand(1).item())
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    ckpt.restore_rng(state)
+    rng.restore_rng(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == want
 
 
@@ -58,15 +59,15 @@ def test_loader_generators_are_found_and_a_mismatch_is_an_error():
         loaders = [DL(), DL()]
 
     dls = DLs()
-    assert sorted(ckpt._loader_rngs(dls)) == ["0.gen", "0.rng", "0.sampler.generator",
+    assert sorted(rng.loader_generators(dls)) == ["0.gen", "0.rng", "0.sampler.generator",
                                               "1.gen", "1.rng", "1.sampler.generator"]
-    state = ckpt.capture_rng(dls)
+    state = rng.capture_rng(dls)
     want = dls.loaders[0].rng.random()
-    ckpt.restore_rng(state, dls)
+    rng.restore_rng(state, dls)
     assert dls.loaders[0].rng.random() == want
     del dls.loaders[1].sampler
     with pytest.raises(RuntimeError, match="random generators"):
-        ckpt.restore_rng(state, dls)
+        rng.restore_rng(state, dls)
 
 
 def test_plain_makes_numpy_and_fastcore_values_weights_only(tmp_path):
