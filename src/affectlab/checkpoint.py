@@ -45,6 +45,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import TrackerCallback
 from fastai.learner import Recorder
+from fastai.optimizer import OptimWrapper
 from fastcore.foundation import L
 from torch import nn
 
@@ -166,6 +167,11 @@ def _plain(o):
     return o.item() if isinstance(o, np.generic) else o
 
 
+def _opt_state(opt) -> dict:
+    """The optimiser's state: fastai's own format, or a wrapped PyTorch optimiser's (``OptimWrapper``)."""
+    return {"torch": _plain(opt.opt.state_dict())} if isinstance(opt, OptimWrapper) else _plain(opt.state_dict())
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A checkpoint file's contents, read with ``weights_only=True``; another format is a ValueError."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -274,7 +280,7 @@ class Checkpoint(Callback):
         kept = {n: {a: _plain(getattr(cb, a)) for a in next((v for k, v in KEPT.items() if isinstance(cb, k)), ())
                     if a in vars(cb)} for n, cb in self.named_cbs()}
         ck = {"format": FORMAT, "key": self.key, "epochs_done": epochs_done, "n_epoch": learn.n_epoch,
-              "complete": complete, "model": learn.model.state_dict(), "opt": _plain(learn.opt.state_dict()),
+              "complete": complete, "model": learn.model.state_dict(), "opt": _opt_state(learn.opt),
               "train_iter": learn.train_iter, "log": self.logged, "cbs": {n: v for n, v in kept.items() if v},
               "smooth_loss": (rec.smooth_loss.count, rec.smooth_loss.val) if rec is not None else None}
         if isinstance(learn.loss_func, nn.Module):
@@ -287,10 +293,13 @@ class Checkpoint(Callback):
         """Set the Learner, its callbacks and every random state as ``ck`` holds them."""
         learn, rec = self.learn, getattr(self.learn, "recorder", None)
         learn.model.load_state_dict(ck["model"])
-        params = [p for p, *_ in learn.opt.all_params()]
-        state = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()}
-                 for p, s in zip(params, ck["opt"]["state"], strict=True)]
-        learn.opt.load_state_dict({"state": state, "hypers": L(ck["opt"]["hypers"])})
+        if isinstance(learn.opt, OptimWrapper):     # a PyTorch optimiser in fastai's wrapper: its own format
+            learn.opt.opt.load_state_dict(ck["opt"]["torch"])
+        else:
+            params = [p for p, *_ in learn.opt.all_params()]
+            state = [{k: v.to(p.device) if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                     for p, s in zip(params, ck["opt"]["state"], strict=True)]
+            learn.opt.load_state_dict({"state": state, "hypers": L(ck["opt"]["hypers"])})
         if "loss" in ck:
             learn.loss_func.load_state_dict(ck["loss"])
         if "scaler" in ck and getattr(learn, "scaler", None) is not None:

@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from affectlab.cache import atomic_write_text
+
 ALPHA = 0.1          # the one-sided level of both tests
 VERDICTS = ("holds", "opposite", "within noise")
 NOT_MEASURED = "not measured"   # the data cannot give the claim's metric (e.g. no occlusion ground truth)
@@ -187,9 +189,7 @@ def run_claims(profile: str = "quick", data_root=None, device="auto", seeds: Seq
     out_dir = Path(out) if out is not None else runs_dir() / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "directions.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(records, indent=1))
     n_hold = sum(r["verdict"] == "holds" for r in records)
     log(f"claims: {n_hold} of {len(records)} hold -> {path}")
     return records

@@ -274,14 +274,19 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
 
     import fastai.callback.progress  # noqa: F401  (Learner.no_bar)
     from fastai.callback.progress import CSVLogger
-    from fastai.callback.tracker import SaveModelCallback
+    from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 
     from affectlab.checkpoint import Checkpoint, checkpointing
 
     StepLog, Accelerate, MustResume = _callbacks()
     set_seed(args.seed)
+    from affectlab.cache import code_key, data_key, files_key
+
+    # what determines the run (affectlab.cache): the data by their files, the start weights by their file's
+    # identity, the training code by the one invalidation rule
     key = {"paper": paper, "profile": args.profile, "settings": S_run, "seed": args.seed, "smoke": args.smoke,
-           "data_root": str(args.data_root.resolve()), "weights": str(args.weights), "world": dist.world_size()}
+           "data": data_key(args.data_root), "weights": files_key([args.weights]) if args.weights else None,
+           "code": code_key(), "world": dist.world_size()}
     with checkpointing(folder, key):
         job = recipe(paper).command_job(S_run, args.data_root, device, args.seed, limit=limit,
                                         weights=args.weights)
@@ -291,8 +296,13 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
     learn.path, learn.model_dir = out, "models"
     steplog = StepLog()
     cbs = [steplog, Accelerate(cuda, args.compile), *extra_cbs] + ([MustResume()] if args.resume else [])
-    if not any(isinstance(cb, SaveModelCallback) for cb in learn.cbs):
-        cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
+    # models/best.pth by the recipe's own choice of best epoch when it has one (FaceRNET keeps the best ρ):
+    # two trackers on different monitors would each put back another epoch's weights at the end
+    trackers = [cb for cb in learn.cbs if isinstance(cb, TrackerCallback)]
+    if not any(isinstance(cb, SaveModelCallback) for cb in trackers):
+        own = trackers[0] if trackers else None
+        cbs.append(SaveModelCallback(monitor=own.monitor if own else "valid_loss", comp=own.comp if own else None,
+                                     fname="best"))
     if dist.is_main():
         # written afresh on --resume too: the checkpoint replays the finished epochs' rows into the log
         cbs.append(CSVLogger(fname=str(out / "log.csv")))

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from affectlab.cache import cached, code_key
-from affectlab.cache import key as cache_key
+from affectlab import cache as caching
 from affectlab.paths import cache_dir
 
 PROFILES: dict[str, dict] = {
@@ -79,14 +78,14 @@ def features(model: nn.Module, batches: Iterable, device: str | torch.device = "
              cache: tuple[str, str] | None = None):
     """The one frozen-feature loop: ``model`` in eval mode over ``batches`` (images, or tuples whose first
     item is the input), outputs concatenated in order — a tensor, or a dict of tensors for a model that
-    returns dicts. ``cache=(name, key)`` stores the result under data/cache (``cached``); the key must hold
+    returns dicts. ``cache=(name, key)`` stores the result under data/cache (``affectlab.cache.cached``); the key must hold
     everything that determines it: the model's weights (``weights_digest``), the files (``files_key``), the
     settings and the seed."""
     if cache is not None:
         name, key = cache
         # the one invalidation rule (affectlab.cache): features follow the readers', loaders' and models' code
-        key = cache_key(key, code_key(""))
-        out = cached(name, key, lambda: _as_dict(features(model, batches, device)))
+        key = caching.key(key, caching.code_key(""))
+        out = caching.cached(name, key, lambda: _as_dict(features(model, batches, device)))
         return out["features"] if set(out) == {"features"} else out
     dev = resolve_device(device)
     was_training = model.training

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from affectlab.models.facernet import REC, RECLoss
@@ -71,4 +72,39 @@ def test_the_rec_heads_train_as_the_plain_loop():
 
     new = facernet.fit_rec_heads(S, copy.deepcopy(rec), (z, y), (z[:50], {k: v[:50] for k, v in y.items()}), 1.0, 2)
     for a, b in zip(new.heads.parameters(), ref.heads.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_rec_heads_fit_resumes_exactly(tmp_path, monkeypatch):
+    """Killed after its 2nd epoch under a checkpoint folder and run again, the REC heads' fit (a PyTorch Adam in
+    fastai's wrapper, rows drawn by ``IndexDraws``) ends on the uninterrupted fit's weights."""
+    from fastai.callback.core import Callback
+
+    import affectlab.train as train
+    from affectlab.checkpoint import checkpointing
+
+    torch.manual_seed(1)
+    z = torch.randn(200, 10)
+    y = {"expr": torch.randint(-1, 7, (200,)), "va": torch.rand(200, 2) * 2 - 1,
+         "au": (torch.rand(200, 17) > 0.7).float()}
+    S = {"head_epochs": 4, "head_lr": 3e-3, "head_batch_size": 64}
+    rec = REC(trunk=_Identity())
+    valid = (z[:40], {k: v[:40] for k, v in y.items()})
+    whole = facernet.fit_rec_heads(S, copy.deepcopy(rec), (z, y), valid, 1.0, 2)
+
+    class Kill(Callback):
+        def before_epoch(self):
+            if self.epoch == 2:
+                raise KeyboardInterrupt
+
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda learn, cbs=(), quiet=False: real_fit(learn, [*cbs, Kill()], quiet))
+    with checkpointing(tmp_path, {"test": "rec heads"}):
+        with pytest.raises(KeyboardInterrupt):
+            facernet.fit_rec_heads(S, copy.deepcopy(rec), (z, y), valid, 1.0, 2)
+    monkeypatch.setattr(train, "fit", real_fit)
+    assert list(tmp_path.rglob("*.pt"))
+    with checkpointing(tmp_path, {"test": "rec heads"}):
+        resumed = facernet.fit_rec_heads(S, copy.deepcopy(rec), (z, y), valid, 1.0, 2)
+    for a, b in zip(resumed.heads.parameters(), whole.heads.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -72,7 +72,8 @@ def test_facernet_trains_through_fastai_with_video_batches():
     items = [(x[i], lengths[i], {"intensity": y["intensity"][i]}) for i in range(32)]
     dls = DataLoaders(DataLoader(items[:24], bs=8, shuffle=True), DataLoader(items[24:], bs=8), device="cpu")
     dls.n_inp = 2
-    learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), epochs=20, lr=3e-3, device="cpu")
+    S = {"epochs": 20, "lr": 3e-3, "wd": 0.01}
+    learn = train_facernet(dls, FaceRNet(t=20, hidden=16, dense=8), S, "cpu", 0)
     preds, targs = predict(learn, dls.train.new(shuffle=False, drop_last=False))
     preds, targs = preds["intensity"], targs["intensity"]
     assert preds.shape == (24, 7) and torch.equal(targs, y["intensity"][:24])
@@ -104,7 +105,8 @@ def test_rec_heads_fit_on_cached_trunk_features():
          "au": (z[:, 3:4].repeat(1, 17) > 0).float()}
     y["expr"][:32] = -1
     before = RECLoss()(rec.heads_forward(z), y).item()
-    fit_rec_heads(rec, z, y, dm_weight=1.0, epochs=40, lr=1e-2, bs=16)
+    S = {"head_epochs": 40, "head_lr": 1e-2, "head_batch_size": 16}
+    fit_rec_heads(S, rec, (z, y), (z[:8], {k: v[:8] for k, v in y.items()}), 1.0)
     after = RECLoss()(rec.heads_forward(z), y).item()
     assert after < 0.7 * before
 
@@ -112,10 +114,10 @@ def test_rec_heads_fit_on_cached_trunk_features():
 def test_frame_embeddings_are_cached_by_trunk_weights_and_files(tmp_path, monkeypatch):
     from PIL import Image
 
-    import affectlab.train as train
+    import affectlab.cache as cache
     from affectlab.recipes.facernet import frame_embeddings
 
-    monkeypatch.setattr(train, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
     rng = np.random.default_rng(0)
     paths = []
     for i in range(5):

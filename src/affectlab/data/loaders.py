@@ -292,15 +292,16 @@ class BatchSource:
 
 
 class IndexDraws:
-    """A torch-style sampler whose indices each epoch are ``draw()``'s (a list of row indices): lets a
-    fastai loader draw rows exactly as a plain loop would — ``torch.randperm(n, generator=g)`` per epoch, or
-    ``torch.randint`` with replacement — so a fit moved onto a Learner keeps its numbers."""
+    """A torch-style sampler whose indices each epoch are ``draw(generator)``'s (a list of row indices): lets
+    a fastai loader draw rows exactly as a plain loop would — ``torch.randperm(n, generator=g)`` per epoch, or
+    ``torch.randint`` with replacement — so a fit moved onto a Learner keeps its numbers. The generator is an
+    attribute, so a checkpoint captures and restores it with the loader's others (``affectlab.rng``)."""
 
-    def __init__(self, draw, n: int):
-        self.draw, self.n = draw, n
+    def __init__(self, draw, n: int, generator: torch.Generator):
+        self.draw, self.n, self.generator = draw, n, generator
 
     def __iter__(self):
-        return iter(self.draw())
+        return iter(self.draw(self.generator))
 
     def __len__(self):
         return self.n

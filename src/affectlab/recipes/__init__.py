@@ -6,7 +6,7 @@
     run = start("facechannel", profile, data_root, device, seed)   # seeded; run.S, run.root, run.device
 
 Every recipe exposes the same interface (CONTRIBUTING.md, "One recipe interface"): ``OVERRIDES``,
-``learner(S, model, dls, device, seed, ...)`` — the one Learner of each model it trains, with the paper's
+``data(root, S, seed)``, ``learner(S, model, dls, device, seed, ...)`` — the one Learner of each model it trains, with the paper's
 schedule as ``learn.plan`` that ``affectlab.train.fit`` runs — ``score(preds, targs)``, ``paired_claims`` and
 ``command_job``. The layer order of the package is in CONTRIBUTING.md and ``tests/unit/test_layers.py``.
 """

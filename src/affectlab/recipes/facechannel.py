@@ -7,6 +7,7 @@ per-frame features — and scores them on the whole validation set.
     from affectlab.recipes import facechannel as recipe, start
     run = start("facechannel", "quick")
     train_df, clean_df, valid_df, by_class, by_va = recipe.data(run.root, run.S, run.seed)
+    valid_rows = recipe.validation_rows(valid_df)
     model, recorder, preds, targs = recipe.fit_frame_model(run.S, "FC_E", by_class, valid_rows, run.device, run.seed)
     recipe.score(preds, targs)        # {"f1", "accuracy"} (and "ccc_valence" / "ccc_arousal" with a VA head)
 """
@@ -256,7 +257,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 # --- the command's entry (python -m affectlab.fit facechannel) ---------------------------------------------
 
 def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
-    """The joint FaceChannel (Table I's ``FC``) as the chapter trains it: ``training_sets``' coherent,
+    """The joint FaceChannel (Table I's ``FC``) as the chapter trains it: ``data``'s coherent,
     class-balanced Aff-Wild2 frames, ``learner(S, "FC", ...)``, scored on every third validation frame.
     ``limit=(train, valid)`` rows (``--smoke``). Returns a ``recipes.Job``."""
     from affectlab.recipes import Job

@@ -6,8 +6,10 @@ partial annotation, the cached trunk embeddings, and the fits of REC, of its hea
 
     from affectlab.recipes import facernet as recipe, settings
     S = settings("facernet", "quick")
-    rec = recipe.fit_rec_heads(REC(trunk=trunk), recipe.frame_embeddings(trunk, paths, 64, cache="..."), ...)
-    learn = recipe.train_facernet(dls, FaceRNet(t=S["t"]), "pearson", S["epochs"], S["lr"])
+    aw_train, aw_val, hume_train, hume_val = recipe.data(root, S, seed)
+    z = {split: recipe.frame_embeddings(trunk, df["path"], 64, cache="facernet-trunk-frames") for ...}
+    rec = recipe.fit_rec_heads(S, REC(trunk=trunk), (z["train"], recipe.frame_targets(aw_train)), (z["val"], ...), 1.0)
+    learn = recipe.fit_variant(S, dls, device, seed, loss="pearson")   # recipe.learner + affectlab.train.fit
     preds, targs = affectlab.train.predict(learn, dls.valid)      # {"intensity": [N, 7]} each
 """
 from __future__ import annotations
@@ -176,7 +178,7 @@ def fit_rec_heads(S: dict, rec: REC, train: tuple, valid: tuple, dm_weight: floa
         head.reset_parameters()
     n = len(train[0])
     dls = tensor_dls(((train[0],), train[1]), ((valid[0],), valid[1]), bs=S["head_batch_size"],
-                     sampler=IndexDraws(lambda: torch.randperm(n, generator=g).tolist(), n), seed=seed,
+                     sampler=IndexDraws(lambda gen: torch.randperm(n, generator=gen).tolist(), n, g), seed=seed,
                      drop_last=False)
     from affectlab.models.facernet import RECHeads
 
@@ -236,7 +238,8 @@ def learner(S: dict, model: nn.Module, dls, device, seed: int, *, loss: str = "p
     - ``RECHeads(rec)``, REC's three heads on its frozen trunk's cached features (``fit_rec_heads``): batches
       ``(z, targets)``, L_REC (``dm_weight=0``: without L_DM), PyTorch's Adam on the heads only, no weight
       decay, ``head_epochs`` at ``head_lr`` held constant;
-    - a ``REC`` on frames (the whole CNN: ``train_rec``, chapter 08): L_REC, fastai's Adam, the metrics
+    - a ``REC`` on frames (the whole CNN, its trunk included: ``train_rec``; chapter 08): L_REC, fastai's Adam,
+      the metrics
       expression F1, VA score and AU F1, one cycle of ``rec_epochs`` at ``rec_lr``;
     - FaceRNet (any variant, on cached REC features or end to end with its REC): the loss (``"pearson"``:
       1 − mean Pearson ρ, the paper's; ``"mse"``), Adam with the profile's weight decay ``wd``, the metric

@@ -116,7 +116,7 @@ class ValidateEvery(Callback):
 def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_batch: int = 64,
                   batch: int = 256, validate_every: int | None = None, monitor: str = "expr_score",
                   augment: bool = True, device="auto", log_name: str | None = None, fname: str = "senet_best"):
-    """A Learner with the paper's recipe; fit with ``learn.fit(n, lr=slice(lr_body, lr_head))``.
+    """A Learner with the paper's recipe (``learner`` adds its schedule: ``learn.plan``, run by ``train.fit``).
 
     ``dls`` should deliver micro-batches of ``micro_batch`` images; gradients are accumulated to ``batch``.
     The best model by ``monitor`` on the validation set is saved and re-loaded at the end of the fit.
@@ -157,7 +157,7 @@ def learner(S: dict, model: SENet50Classifier | FeatureHead, dls, device, seed: 
     if isinstance(model, FeatureHead):
         learn = make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
                              device=device, opt_func=paper_sgd, wd_bn_bias=True,  # the paper's SGD decays biases
-                             cbs=[GradientAccumulation(n_acc=4 * S["micro_batch"])])
+                             cbs=[GradientAccumulation(n_acc=4 * S["micro_batch"])], fp16=False)   # a linear layer
         learn.plan = Plan(1, S["head_lr"], "constant")
         return learn
     learn = paper_learner(dls, model, class_weights, micro_batch=S["micro_batch"], batch=S["batch"],
@@ -218,9 +218,8 @@ def head_dls(S: dict, train: tuple, valid: tuple, seed: int):
     from affectlab.data.loaders import IndexDraws, tensor_dls
 
     n, mb, draws = len(train[1]), S["micro_batch"], 4 * S["head_steps"]
-    g = torch.Generator().manual_seed(seed)
-    sampler = IndexDraws(lambda: torch.cat([torch.randint(0, n, (mb,), generator=g) for _ in range(draws)]).tolist(),
-                         draws * mb)
+    sampler = IndexDraws(lambda g: torch.cat([torch.randint(0, n, (mb,), generator=g) for _ in range(draws)]).tolist(),
+                         draws * mb, torch.Generator().manual_seed(seed))
     return tensor_dls(((train[0],), {"expr": train[1]}), ((valid[0],), {"expr": valid[1]}), bs=mb, sampler=sampler,
                       seed=seed, drop_last=False)
 

@@ -69,7 +69,7 @@ def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, 
     ``python -m affectlab.fit temporal`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
     set_seed(seed)
     model = TemporalStatNet(variant, feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
-                            dense=S["dense"], dropout=S["dropout"], **({"backbone": backbone} if backbone else {}))
+                            dense=S["dense"], dropout=S["dropout"], **({"backbone": backbone} if backbone is not None else {}))
     learn = make_learner(dls, model, temporal_loss(variant), device=device)
     learn.plan = Plan(S["epochs"], S["lr"], "one_cycle")
     return learn
