@@ -22,3 +22,30 @@ def test_files_key_follows_the_files_not_only_their_names(tmp_path):
     assert files_key([a, b]) not in (k, k2)
     # in a cache key with the seed and the settings
     assert cache_key("features", files_key([a]), {"size": 64}, 0) != cache_key("features", files_key([a]), {"size": 64}, 1)
+
+
+def test_a_cache_miss_leaves_the_random_states_of_a_hit(tmp_path, monkeypatch):
+    """Computing cached features draws from the global random states (loaders are seeded from them); a miss
+    must put them back, so what is drawn after a cached result does not depend on whether the cache was warm."""
+    import random
+
+    import numpy as np
+    import torch
+
+    import affectlab.cache as cache
+    from affectlab.train import features
+
+    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
+    net = torch.nn.Linear(3, 2)
+
+    def batches():
+        torch.rand(1), np.random.rand(), random.random()       # a loader's draws
+        yield torch.ones(4, 3)
+
+    def after(seed):
+        torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+        features(net, batches(), "cpu", cache=("t", "k"))
+        return torch.rand(1).item(), np.random.rand(), random.random()
+
+    miss, hit = after(0), after(0)
+    assert list(tmp_path.glob("t-*.pt")) and miss == hit
