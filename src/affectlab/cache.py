@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 import torch
 
 from affectlab.paths import cache_dir
+from affectlab.rng import capture_rng, restore_rng
 
 # Modules that cannot change a trained number (commands, display, other tools): left out of ``code_key`` so
 # that editing them keeps every cached result.
@@ -165,29 +166,41 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _leaving_random_states(compute):
+    """``compute()`` with every global random state (torch, NumPy, Python, CUDA) put back afterwards. Computing
+    a result draws from them (a training seeds and draws; fastai seeds each loader from Python's ``random``,
+    torch's loader iterator draws from torch's), so without this a miss would leave other states than a hit,
+    and whatever is drawn after a cached result would depend on whether the cache was warm."""
+    state = capture_rng()
+    try:
+        return compute()
+    finally:
+        restore_rng(state)
+
+
 def cached(name: str, key_: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """``compute()``'s dict of tensors, stored under data/cache/<name>-<key>.pt after the first call; an
-    unreadable file is rebuilt, never trusted."""
+    unreadable file is rebuilt, never trusted. A miss leaves the global random states as a hit does."""
     path = cache_dir() / f"{name}-{key_}.pt"
     if path.is_file():
         try:
             return load_tensors(path)
         except Exception as e:  # noqa: BLE001  (any unreadable cache is rebuilt)
             warnings.warn(f"cache {path.name} is unreadable ({e}); rebuilding it")
-    out = compute()
+    out = _leaving_random_states(compute)
     atomic_save(out, path)
     return out
 
 
 def cached_json(name: str, key_: str, compute: Callable[[], dict]) -> dict:
     """``compute()``'s JSON-able dict, stored under data/cache/<name>-<key>.json after the first call (an
-    unreadable file is recomputed)."""
+    unreadable file is recomputed; a miss leaves the global random states as a hit does)."""
     path = cache_dir() / f"{name}-{key_}.json"
     if path.is_file():
         try:
             return json.loads(path.read_text())
         except (ValueError, OSError):
             pass
-    out = compute()
+    out = _leaving_random_states(compute)
     atomic_write_text(path, json.dumps(out))
     return out

@@ -85,7 +85,7 @@ def features(model: nn.Module, batches: Iterable, device: str | torch.device = "
         name, key = cache
         # the one invalidation rule (affectlab.cache): features follow the readers', loaders' and models' code
         key = caching.key(key, caching.code_key(""))
-        out = caching.cached(name, key, lambda: _keeping_random_states(lambda: _as_dict(features(model, batches, device))))
+        out = caching.cached(name, key, lambda: _as_dict(features(model, batches, device)))
         return out["features"] if set(out) == {"features"} else out
     dev = resolve_device(device)
     was_training = model.training
@@ -101,20 +101,6 @@ def features(model: nn.Module, batches: Iterable, device: str | torch.device = "
     if isinstance(chunks[0], dict):
         return {k: torch.cat([c[k].detach().cpu() for c in chunks]) for k in chunks[0]}
     return torch.cat([c.detach().cpu() for c in chunks])
-
-
-def _keeping_random_states(compute):
-    """``compute()`` with every global random state (torch, NumPy, Python, CUDA) put back afterwards: building
-    and iterating loaders draws from them (fastai seeds each loader from Python's ``random``, torch's loader
-    iterator draws from torch's), so without this a cache miss would leave other states than a hit and the
-    numbers drawn after a cached result would depend on whether the cache was warm."""
-    from affectlab.rng import capture_rng, restore_rng
-
-    state = capture_rng()
-    try:
-        return compute()
-    finally:
-        restore_rng(state)
 
 
 def _as_dict(x) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "affectlab"
 # data/ and models/ share a layer so that neither imports the other.
 LAYERS = {
     "": 0, "paths": 0, "labels": 0,
-    "metrics": 1, "losses": 1, "cache": 1, "rng": 1,
+    "rng": 0, "metrics": 1, "losses": 1, "cache": 1,
     "data": 2, "data.report": 2, "data.clean": 2, "data.faces_draw": 2, "data.timeline": 2,
     "data.static_synth": 2, "data.synth": 2, "data.roots": 2, "data.abaw": 2, "data.hume": 2,
     "data.static": 2, "data.loaders": 2,

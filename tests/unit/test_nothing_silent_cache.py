@@ -25,8 +25,9 @@ def test_files_key_follows_the_files_not_only_their_names(tmp_path):
 
 
 def test_a_cache_miss_leaves_the_random_states_of_a_hit(tmp_path, monkeypatch):
-    """Computing cached features draws from the global random states (loaders are seeded from them); a miss
-    must put them back, so what is drawn after a cached result does not depend on whether the cache was warm."""
+    """Computing a cached result draws from the global random states (loaders are seeded from them, trainings
+    seed them); a miss must put them back, so what is drawn after a cached result does not depend on whether
+    the cache was warm — for features (train.features) and any other cached result (cache.cached)."""
     import random
 
     import numpy as np
@@ -49,3 +50,14 @@ def test_a_cache_miss_leaves_the_random_states_of_a_hit(tmp_path, monkeypatch):
 
     miss, hit = after(0), after(0)
     assert list(tmp_path.glob("t-*.pt")) and miss == hit
+
+    def trained():
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)   # a training seeds and draws
+        return {"w": torch.rand(2)}
+
+    def after_model(seed):
+        torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+        cache.cached("m", "k", trained)
+        return torch.rand(1).item(), np.random.rand(), random.random()
+
+    assert after_model(1) == after_model(1)

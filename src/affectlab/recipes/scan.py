@@ -63,8 +63,8 @@ def cached_maps(backbone: nn.Module, df, split: str, size: int, data_key: str = 
     ``conv3`` and ``conv4``), cached under data/cache as ``scan-maps-<split>`` keyed by the backbone's
     weights, the image size, ``data_key`` and the rows' files (their identity, never their paths alone);
     ``expr`` holds the rows' labels."""
-    # Built on a cache hit too: its (unused) heads draw from the RNG, which the numbers after it depend on (the
-    # computation on a miss puts every random state back: train.features).
+    # Built on a cache hit too: its (unused) heads draw from the RNG, which the numbers after it depend on (a
+    # miss puts every random state back: affectlab.cache.cached).
     frozen = SCANCCI(copy.deepcopy(backbone), freeze_through="conv4_x")
     k = key(weights_digest(backbone), size, data_key, files_key(df["path"].tolist()))
     maps = dict(features(MapsOf(frozen), frame_batches(df, size, bs), device, cache=(f"scan-maps-{split}", k)))
