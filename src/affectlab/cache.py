@@ -126,38 +126,32 @@ def code_key(recipe: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically: a temporary file of this process's own (two runs filling the
-    same cache never mix their bytes), flushed to disk, then renamed over ``path``. On failure the old file
-    is kept and no temporary is left."""
+def _atomic_write(path: str | os.PathLike, mode: str, write) -> None:
+    """``write(file)`` into a temporary file of this process's own (two runs filling the same cache never mix
+    their bytes), flushed to disk, then renamed over ``path``. On failure the old file is kept and no
+    temporary is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+        with open(tmp, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically (``_atomic_write``)."""
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """``path.write_text(text)`` atomically (as ``atomic_save``: this process's temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``path.write_text(text)`` atomically (``_atomic_write``)."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

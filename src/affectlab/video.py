@@ -51,12 +51,10 @@ def video_faces(path: str | os.PathLike, every: int = 1, max_frames: int | None 
                 size: int = faces.CROP_SIZE) -> Iterator[tuple[int, float, faces.FaceCrop | None]]:
     """``(frame index, time in s, crop of the largest face or None)`` for every ``every``-th frame."""
     cap, fps, _, _ = open_video(path)
+    n_read = 0
     try:
-        i = 0
-        while max_frames is None or i < max_frames:
-            ok, bgr = cap.read()
-            if not ok:
-                break
+        for i, bgr in read_frames(cap, max_frames):
+            n_read = i + 1
             if i % every == 0:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 try:
@@ -64,10 +62,9 @@ def video_faces(path: str | os.PathLike, every: int = 1, max_frames: int | None 
                 except faces.NoFaceFound:
                     face = None
                 yield i, i / fps, face
-            i += 1
     finally:
         cap.release()
-    if i == 0:
+    if n_read == 0:
         raise ValueError(f"video {str(path)!r} has no readable frames")
 
 
@@ -188,6 +185,18 @@ class FaceTracker:
         return best if dist.min() < max(w, h) else None   # a jump of a whole face width: another face
 
 
+def read_frames(cap: cv2.VideoCapture, max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame index, BGR frame)`` of an opened capture, one at a time (never the whole video in memory),
+    until it ends or after ``max_frames`` frames."""
+    i = 0
+    while max_frames is None or i < max_frames:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        yield i, bgr
+        i += 1
+
+
 def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int, tuple[int, int]]:
     """An opened capture, its frame rate, its frame count (0 when unknown) and its size, or a clear error
     naming the file when it does not exist or OpenCV cannot decode it."""
@@ -278,7 +287,7 @@ def analyse_video(path: str | os.PathLike, out: str | os.PathLike, model: torch.
 
         bar = tqdm(total=total, unit="frame", desc=Path(path).name, mininterval=0.5)
     tracker = FaceTracker(min_size)
-    analysed = with_face = i = 0
+    analysed = with_face = n_read = 0
     # One 64 px face per step: threads only contend (on a busy 2-core machine 2 threads ran the model ~100x
     # slower than 1), so the analysis runs torch on one thread and restores the setting afterwards.
     threads = torch.get_num_threads()
@@ -288,10 +297,8 @@ def analyse_video(path: str | os.PathLike, out: str | os.PathLike, model: torch.
         with open(csv_path, "w", newline="") as fh:
             table = csv.writer(fh)
             table.writerow(COLUMNS)
-            while max_frames is None or i < max_frames:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
+            for i, bgr in read_frames(cap, max_frames):
+                n_read = i + 1
                 if i % every == 0:
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                     box = tracker.update(rgb)
@@ -307,7 +314,6 @@ def analyse_video(path: str | os.PathLike, out: str | os.PathLike, model: torch.
                     if writer is not None:
                         writer.write(_annotate(bgr, box, probs))
                     analysed += 1
-                i += 1
                 if bar is not None:
                     bar.update(1)
     finally:
@@ -318,7 +324,7 @@ def analyse_video(path: str | os.PathLike, out: str | os.PathLike, model: torch.
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    if i == 0:
+    if n_read == 0:
         raise ValueError(f"video {str(path)!r} has no readable frames (empty, or a codec OpenCV lacks)")
     if with_face == 0:
         raise faces.NoFaceFound(
