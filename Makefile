@@ -7,7 +7,7 @@ PROFILE ?= quick
 OUT ?= runs/$(PROFILE)
 DATA ?= data/synthetic
 
-.PHONY: install course test test-fast bench spread clean-notebooks data clean
+.PHONY: install course test test-fast bench spread results clean-notebooks data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ install: $(VENV)/.installed
 
 data: install
 	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
+	$(PY) -m affectlab.data.synth --preset $(PROFILE) --corpora vidmimic --out $(DATA)-vidmimic   # chapter 07's mimicry section
 	$(PY) -m affectlab.recipes.pretrain --profile $(PROFILE)
 
 # First the papers' claims over paired seeds (-> $(OUT)/directions.json, which the chapters and the report
@@ -32,6 +33,7 @@ course: data
 
 test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
+	$(PY) -m affectlab.data.synth --preset quick --corpora vidmimic --out $(DATA)-vidmimic
 	$(PY) -m affectlab.recipes.pretrain --profile quick
 	$(PY) -m pytest tests
 	# The chapters write their metrics into a temporary runs folder, never into the user's runs/
@@ -43,9 +45,16 @@ test-fast: install
 bench: install
 	$(PY) -m benchmarks.run
 
-# Chapters 03-08 under seeds 0-2, default threads and OMP_NUM_THREADS=1 -> benchmarks/seed_spread.{json,md}
+# Chapters 03-08 under seeds 0-2, default threads and OMP_NUM_THREADS=1 -> benchmarks/seed_spread.{json,md},
+# then the results page that reads it
 spread: data
 	$(PY) -m affectlab.spread --jobs 2
+	$(PY) -m affectlab.results
+
+# docs/results.md and the README's results table from benchmarks/; DIRECTIONS=runs/quick/directions.json first
+# copies a claims run's verdicts to benchmarks/directions.json
+results: install
+	$(PY) -m affectlab.results $(if $(DIRECTIONS),--directions $(DIRECTIONS))
 
 clean-notebooks: install
 	$(VENV)/bin/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets cell.metadata.execution" notebooks/*.ipynb

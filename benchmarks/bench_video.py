@@ -14,38 +14,21 @@ goal: the 1-minute peak within 10 % of the 10-second peak.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks.timing import run_child
 
 HERE = Path(__file__).parent
 FPS = 30.0
 SIZE = (1280, 720)
 
 _CHILD = r"""
-import json, sys, threading, time
 from affectlab import faces
 from affectlab.video import analyse_video
 
-
-def status(key):  # kB, from the kernel's own accounting of this process
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-
-
 model = faces.real_face_model()
-before = status("VmRSS")
-samples, done = [before], threading.Event()
-
-
-def sample():  # the resident set every 20 ms while the video is analysed
-    while not done.wait(0.02):
-        samples.append(status("VmRSS"))
-
-
-threading.Thread(target=sample, daemon=True).start()
+before, samples, done = start_sampling()   # the resident set every 20 ms while the video is analysed
 r = analyse_video(sys.argv[1], sys.argv[2], model=model, progress=False)
 done.set()
 print(json.dumps({"frames": r.frames, "face_frames": r.face_frames, "fps": r.fps, "seconds": r.seconds,
@@ -55,11 +38,7 @@ print(json.dumps({"frames": r.frames, "face_frames": r.face_frames, "fps": r.fps
 
 
 def _analyse(video: Path, out: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(video), str(out)], capture_output=True, text=True,
-                          cwd=HERE.parent)
-    if done.returncode != 0:
-        raise RuntimeError(f"analysing {video.name} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(_CHILD, str(video), str(out), cwd=HERE.parent)
 
 
 def run(lengths=(("10s", 10.0), ("60s", 60.0))) -> dict:

@@ -24,6 +24,7 @@ TOPICS = {
     "temporal_scan": "benchmarks.bench_temporal_scan",
     "facernet": "benchmarks.bench_facernet",
     "video": "benchmarks.bench_video",
+    "frames": "benchmarks.bench_frames",
     "steps": "benchmarks.bench_steps",
 }
 HERE = Path(__file__).parent

@@ -177,3 +177,43 @@ def beside_peak(name: str, timing: Timing, *, units: float, unit: str = "images"
         if peak is not None:
             out[f"{name}_share_of_matmul_peak"] = flops / dt / peak
     return out
+
+
+# --- peak memory in a fresh process ----------------------------------------------------------------------
+
+# The opening of a memory benchmark's child process (Python source): ``status(key)`` reads this process's
+# /proc/self/status in kB, ``start_sampling()`` returns ``(rss_now, samples, done)`` with a thread appending
+# the resident set to ``samples`` every 20 ms until ``done.set()``.
+RSS_SAMPLER = r'''
+import json, sys, threading
+
+
+def status(key):  # kB, from the kernel's own accounting of this process
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+
+def start_sampling():
+    samples, done = [status("VmRSS")], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            samples.append(status("VmRSS"))
+
+    threading.Thread(target=sample, daemon=True).start()
+    return samples[0], samples, done
+'''
+
+
+def run_child(code: str, *args: str, cwd=None) -> dict:
+    """Run ``RSS_SAMPLER + code`` in a fresh Python with ``args`` (a memory figure needs a process of its own)
+    and return the JSON its last printed line holds; a failure is an error with the child's stderr."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RSS_SAMPLER + code, *args], capture_output=True, text=True, cwd=cwd)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -172,11 +172,18 @@ def _leaving_random_states(compute):
         restore_rng(state)
 
 
-def cached(name: str, key_: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def is_cached(name: str, key_: str) -> bool:
+    """Whether ``cached(name, key_, ...)`` would read a stored result (a chapter says when it reuses one)."""
+    return (cache_dir() / f"{name}-{key_}.pt").is_file()
+
+
+def cached(name: str, key_: str, compute: Callable[[], dict[str, torch.Tensor]], *,
+           refresh: bool = False) -> dict[str, torch.Tensor]:
     """``compute()``'s dict of tensors, stored under data/cache/<name>-<key>.pt after the first call; an
-    unreadable file is rebuilt, never trusted. A miss leaves the global random states as a hit does."""
+    unreadable file is rebuilt, never trusted. A miss leaves the global random states as a hit does.
+    ``refresh``: compute again and replace the stored result (a chapter's "train it here" switch)."""
     path = cache_dir() / f"{name}-{key_}.pt"
-    if path.is_file():
+    if path.is_file() and not refresh:
         try:
             return load_tensors(path)
         except Exception as e:  # noqa: BLE001  (any unreadable cache is rebuilt)

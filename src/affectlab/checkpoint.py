@@ -23,6 +23,11 @@ read with ``weights_only=True`` (random states are stored as tensors, numbers an
 be read, or is another run's, is a warning and a fresh start. Tests never resume from a user's run folder (the
 variable is ignored under pytest); ``with checkpointing(folder, key_parts): ...`` activates a folder explicitly.
 
+Under ``torchrun`` (a ``torch.distributed`` process group) the ranks act as one: rank 0 alone writes the file,
+which holds every rank's random states (gathered) beside the model and optimiser, identical on every rank; on a
+re-run every rank reads it, rank 0's view decides, and a rank that sees another state (no file, another epoch:
+an ``--out`` not shared by every node) is an error on every rank, never a hang.
+
 Only fastai's public callback API is used: the ``Checkpoint`` is the last callback at every event; a resumed fit
 pauses the others (``Callback.run``) and cancels its finished epochs (``CancelEpochException``), so no callback
 sees them again; a complete fit is cancelled (``CancelFitException``) once loaded.
@@ -138,6 +143,39 @@ def chapter_key(notebook: str | os.PathLike, profile: str, params: dict) -> dict
             "code": notebook_code_hash(notebook), "affectlab": code_key()}
 
 
+# torch.distributed itself, not affectlab.distributed (a layer above: it runs the Learners this module checkpoints)
+def _ranks() -> tuple[int, int]:
+    """(this process's rank, the number of processes) of a ``torch.distributed`` process group; (0, 1) without."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(obj) -> list:
+    """Every rank's ``obj`` in rank order (``[obj]`` in one process); every rank must call it."""
+    n = _ranks()[1]
+    if n == 1:
+        return [obj]
+    out = [None] * n
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def resume_point(views: list, file: Path) -> tuple | None:
+    """What every rank does with a fit's checkpoint, from each rank's view of it (``None``: no usable file, else
+    ``(epochs_done, complete)``), in rank order: rank 0's view, which every other rank must share. A rank that
+    sees another state is an error raised on every rank alike (they all decide from the same gathered views)."""
+    def says(v):
+        return "sees no usable checkpoint" if v is None else f"would resume after epoch {v[0]}"
+    odd = [r for r, v in enumerate(views) if v != views[0]]
+    if odd:
+        raise RuntimeError(f"checkpoint {file}: rank 0 {says(views[0])}, but "
+                           + ", ".join(f"rank {r} {says(views[r])}" for r in odd)
+                           + ": every rank must read the same checkpoint (an --out on a file system every node "
+                             "shares); delete it to train afresh")
+    return views[0]
+
+
 def _jsonable(o):
     if isinstance(o, (np.ndarray, torch.Tensor)):
         return o.tolist()
@@ -180,6 +218,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ck
 
 
+def _rng_key(dls):
+    """The random states in a fit's key: this process's, or under torchrun every rank's (the same key on each)."""
+    hashes = _gather(_hash(capture_rng(dls)))
+    return hashes[0] if len(hashes) == 1 else _hash(hashes)
+
+
+def _say(line: str) -> None:
+    if _ranks()[0] == 0:      # one line for the run, not one per rank
+        print(line)
+
+
 class Checkpoint(Callback):
     """Checkpoints every fit of its Learner under ``folder`` after each epoch, resumes or skips it (see the
     module); ``lr_find``, ``validate`` and ``get_preds`` are left alone. ``last_action``: what the last fit did
@@ -214,7 +263,7 @@ class Checkpoint(Callback):
         key = {"run": self.key_parts, "learner": self.index, "model": type(model).__name__, "fit": self.n_fit,
                "n_params": sum(p.numel() for p in model.parameters()), "n_epoch": learn.n_epoch, "data": data,
                "hypers": learn.opt.hypers, "schedules": scheds, "loss": type(learn.loss_func).__name__,
-               "weights": _hash(model.state_dict()), "rng": _hash(capture_rng(learn.dls))}
+               "weights": _hash(model.state_dict()), "rng": _rng_key(learn.dls)}
         return json.loads(json.dumps(key, default=_jsonable))
 
     def file_for(self, key: dict) -> Path:
@@ -229,6 +278,8 @@ class Checkpoint(Callback):
         self.file, self.start, self.at_epoch, self.paused, self.logged = self.file_for(self.key), 0, 0, [], []
         self.n_fit, self.active, self.last_action = self.n_fit + 1, True, "fresh"
         ck = self.load_matching()
+        # under torchrun every rank reads the file rank 0 wrote: rank 0's view decides, any other is an error
+        resume_point(_gather(None if ck is None else (ck["epochs_done"], ck["complete"])), self.file)
         if ck is None:
             return
         try:
@@ -239,10 +290,10 @@ class Checkpoint(Callback):
         self.start, self.last_action = ck["epochs_done"], "skipped" if ck["complete"] else "resumed"
         if ck["complete"]:
             self.active = False
-            print(f"checkpoint: {self.file.name} is complete ({self.start}/{ck['n_epoch']} epochs): loaded its final "
-                  "state, training skipped")
+            _say(f"checkpoint: {self.file.name} is complete ({self.start}/{ck['n_epoch']} epochs): loaded its final "
+                 "state, training skipped")
             raise CancelFitException
-        print(f"checkpoint: resuming {self.file.name} after epoch {self.start}/{ck['n_epoch']}")
+        _say(f"checkpoint: resuming {self.file.name} after epoch {self.start}/{ck['n_epoch']}")
         # no other callback sees the finished epochs, but the progress bar (it counts from epoch 0)
         self.paused = [(cb, cb.run) for cb in self.learn.cbs if cb is not self and not isinstance(cb, ProgressCallback)]
         for cb, _ in self.paused:
@@ -264,15 +315,22 @@ class Checkpoint(Callback):
             return
         if rec is not None and getattr(rec, "log", None) is not None:
             self.logged.append(_plain(list(rec.log)))
-        atomic_save(self.state(epoch + 1, complete=epoch + 1 == self.learn.n_epoch), self.file)
+        self.save(epoch + 1, complete=epoch + 1 == self.learn.n_epoch)
 
     def after_cancel_fit(self):       # stopped early by a callback (EarlyStopping ...): that is its end
         if self.active and self.own_event():
-            atomic_save(self.state(self.at_epoch, complete=True), self.file)
+            self.save(self.at_epoch, complete=True)
 
     def after_fit(self):
         if self.own_event():
             self.active = False
+
+    def save(self, epochs_done: int, complete: bool) -> None:
+        """The fit's state written to its file: by rank 0 alone under torchrun (every rank gathers its random
+        states into it first)."""
+        state = self.state(epochs_done, complete)
+        if _ranks()[0] == 0:
+            atomic_save(state, self.file)
 
     def state(self, epochs_done: int, complete: bool) -> dict:
         """The checkpoint of the fit as it is now, after ``epochs_done`` epochs."""
@@ -287,7 +345,8 @@ class Checkpoint(Callback):
             ck["loss"] = learn.loss_func.state_dict()
         if hasattr(getattr(learn, "scaler", None), "state_dict"):
             ck["scaler"] = _plain(learn.scaler.state_dict())
-        return {**ck, "rng": capture_rng(learn.dls)}
+        rngs = _gather(capture_rng(learn.dls))    # [this process's] in one process
+        return {**ck, **({"rng": rngs[0]} if len(rngs) == 1 else {"ranks": len(rngs), "rng": rngs})}
 
     def restore(self, ck: dict) -> None:
         """Set the Learner, its callbacks and every random state as ``ck`` holds them."""
@@ -313,7 +372,10 @@ class Checkpoint(Callback):
             learn.final_record = list(rec.values[-1]) if rec.values else None
         for row in self.logged:            # the finished epochs' table rows, as they were first printed
             learn.logger(row)
-        restore_rng(ck["rng"], learn.dls)   # last: nothing above draws a random number
+        rank, n = _ranks()
+        if ck.get("ranks", 1) != n:
+            raise RuntimeError(f"it holds the random states of {ck.get('ranks', 1)} process(es); this run has {n}")
+        restore_rng(ck["rng"][rank] if n > 1 else ck["rng"], learn.dls)   # last: nothing above draws a number
 
     def load_matching(self) -> dict | None:
         """The checkpoint of this very fit; None to start afresh (with a warning if a file is there but unusable)."""

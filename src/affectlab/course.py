@@ -85,9 +85,10 @@ def default_metrics_dir(profile: str) -> Path:
 
 
 def record_metrics(notebook: str, rows: Iterable[dict], *, profile: str, seed: int, data: str,
-                   metrics_dir: str | Path | None = None) -> Path:
+                   metrics_dir: str | Path | None = None, labels: dict | None = None) -> Path:
     """Validate ``rows`` (dicts with model, variant, task, metric, value) and write them as
-    ``<metrics_dir>/<notebook>.json``; returns the file's path."""
+    ``<metrics_dir>/<notebook>.json``; returns the file's path. ``labels``: the run's label space (its
+    settings' ``labels``: the ABAW edition read, the expression classes trained, the head's output count)."""
     records = [MetricRecord(**{**r, "value": float(r["value"])}, profile=profile, seed=int(seed), data=data)
                for r in rows]
     if not records:
@@ -95,8 +96,10 @@ def record_metrics(notebook: str, rows: Iterable[dict], *, profile: str, seed: i
     out = Path(metrics_dir) if metrics_dir else default_metrics_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{notebook}.json"
-    path.write_text(json.dumps({"schema": SCHEMA_VERSION, "notebook": notebook,
-                                "records": [asdict(r) for r in records]}, indent=1))
+    doc = {"schema": SCHEMA_VERSION, "notebook": notebook, "records": [asdict(r) for r in records]}
+    if labels:
+        doc["labels"] = dict(labels)
+    path.write_text(json.dumps(doc, indent=1))
     return path
 
 

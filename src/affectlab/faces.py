@@ -119,6 +119,16 @@ def find_eyes(rgb: np.ndarray, box) -> tuple[np.ndarray, np.ndarray] | None:
     return min(left, key=key), min(right, key=key)
 
 
+def crop_matrix(box, angle: float, size: int = CROP_SIZE, margin: float = FACE_MARGIN) -> np.ndarray:
+    """The 2 x 3 affine map from image pixels to ``align_crop``'s crop: rotate by ``angle`` degrees about the
+    box's centre, scale the box's width to ``size / margin``, put the box's centre at the crop's centre."""
+    x, y, w, h = box
+    centre = (x + w / 2, y + h / 2)
+    m = cv2.getRotationMatrix2D(centre, angle, size / (margin * w))
+    m[:, 2] += np.array([size / 2, size / 2]) - np.array(centre)  # face centre -> crop centre
+    return m
+
+
 def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE_MARGIN,
                align: bool = True) -> FaceCrop:
     """One warp: rotate the eyes level (when both are found and ``align``), scale the face to the framing
@@ -131,10 +141,8 @@ def align_crop(rgb: np.ndarray, box, size: int = CROP_SIZE, margin: float = FACE
         angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
         if abs(angle) > 30:  # a false eye detection, not a head tilt: don't trust it
             eyes, angle = None, 0.0
-    centre = (x + w / 2, y + h / 2)
+    m = crop_matrix((x, y, w, h), angle, size, margin)
     scale = size / (margin * w)
-    m = cv2.getRotationMatrix2D(centre, angle, scale)
-    m[:, 2] += np.array([size / 2, size / 2]) - np.array(centre)  # face centre -> crop centre
     crop = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return FaceCrop(crop=crop, box=(x, y, w, h), eye_angle=angle, aligned=eyes is not None)

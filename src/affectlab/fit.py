@@ -3,6 +3,7 @@ or a CPU, with exact resume.
 
     python -m affectlab.fit PAPER --profile {quick,paper} --data-root DIR --out DIR [--smoke] [--resume]
                             [--set key=value ...] [--weights FILE] [--seed N] [--device auto] [--compile]
+                            [--deterministic]
     torchrun --standalone --nproc_per_node N -m affectlab.fit PAPER ...      # data-parallel, one process a GPU
 
 It prints the flat settings it uses (``affectlab.recipes.settings``), shows fastai's progress, and writes into
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -147,14 +150,19 @@ def _callbacks():
         order = 1000     # after the others' before_fit, before the Checkpoint's (1100): the state it keys
 
         def before_fit(self):
+            from affectlab import distributed as dist
             from affectlab.checkpoint import Checkpoint
 
             ck = next(cb for cb in self.learn.cbs if isinstance(cb, Checkpoint))
             path = ck.file_for(ck.fit_key())
-            if not path.is_file():
+            seen = dist.all_gather(path.is_file())      # every rank decides alike: no rank waits for another
+            if not any(seen):
                 have = ", ".join(p.name for p in sorted(ck.folder.glob("*.pt")))
                 raise FitError(f"--resume: {ck.folder} holds no checkpoint of this configuration ({path.name}; "
                                f"there: {have}); resume with the same command line, data and processes")
+            if not all(seen):
+                raise FitError(f"--resume: rank(s) {[r for r, s in enumerate(seen) if not s]} see no {path} that "
+                               "rank 0 sees; every rank must read the same --out (a file system all nodes share)")
 
     return StepLog, Accelerate, MustResume
 
@@ -175,10 +183,50 @@ class _Out:
 
 
 def _checkpoint_folder(out: Path) -> Path:
-    from affectlab.distributed import rank, world_size
+    """One folder for every rank: rank 0 writes each checkpoint, every rank's random states in it."""
+    return out / "checkpoints"
 
-    base = out / "checkpoints"
-    return base / f"rank{rank()}" if world_size() > 1 else base     # each rank keeps its own random states
+
+@contextlib.contextmanager
+def _gpu_determinism(deterministic: bool):
+    """``--deterministic`` during the fit: cuDNN's deterministic kernels (no benchmark search) and torch's
+    deterministic algorithms (a warning where an operator has none), so the same seed gives the same numbers
+    and a resumed run ends on an uninterrupted one's; without it cuDNN benchmarks and picks the fastest kernels
+    (the last digits may then differ from run to run). CPU kernels are deterministic either way at a fixed
+    thread count. The process's previous settings come back afterwards."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn.deterministic, cudnn.benchmark = deterministic, not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before[:2]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+
+def _precision(learn, fp16: bool, cuda: bool) -> str | None:
+    """The ``fp16`` setting on the Learner: mixed precision on CUDA (bf16 where the GPU has it, else fp16 with
+    fastai's gradient scaler) or float32. Returns a note when the setting cannot apply here."""
+    import torch
+    from fastai.callback.fp16 import MixedPrecision
+
+    mixed = any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+    if fp16 and not cuda:
+        return "fp16: mixed precision runs on CUDA only; this run trains in float32"
+    if fp16 and not mixed:
+        learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
+    elif mixed and not fp16:
+        learn.to_fp32()
+    return None
+
+
+# Losses over the batch (a correlation of the batch's items): a batch of one item gives them no gradient.
+BATCH_LOSSES = {"temporal": "the CCC of valence and arousal over the batch's clips",
+                "facernet": "the Pearson loss over the batch's videos"}
 
 
 def _measure(say, paper: str, S: dict, args, device) -> None:
@@ -211,7 +259,7 @@ def _estimate(say, job, log, S: dict, paper: str, device) -> None:
 
 def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
     """The command (``main``'s body); ``extra_cbs`` are added to the fit (tests stand a kill in with one)."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_paper_first(sys.argv[1:] if argv is None else argv))
     import torch
 
     from affectlab import distributed as dist
@@ -230,8 +278,16 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
     except RuntimeError as e:
         raise FitError(str(e)) from None
     cuda = device.type == "cuda"
+    if args.deterministic:     # read when cuBLAS starts: before the first CUDA matrix product
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    dist.init(cuda)             # the ranks agree on every check below: an error stops all of them
     if not args.data_root.is_dir():
         raise FitError(f"--data-root {args.data_root}: not a folder")
+    from affectlab.recipes import with_labels
+    try:      # the classes of the edition under --data-root (affectlab.data.editions)
+        S = with_labels(S, args.data_root)
+    except ValueError as e:
+        raise FitError(str(e)) from None
     if args.profile == "paper" and not args.smoke and not cuda:
         why = "device 'cpu' was asked for" if torch.cuda.is_available() else \
             "no GPU found (torch.cuda.is_available() is False)"
@@ -250,6 +306,10 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
         raise FitError("--resume continues a training run; a --smoke run is not one")
     folder = _checkpoint_folder(out)
     have = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    try:
+        dist.agree([p.name for p in have], f"the checkpoints in {folder} (a file system all nodes share?)")
+    except RuntimeError as e:
+        raise FitError(str(e)) from None
     if args.resume and not have:
         raise FitError(f"--resume: no checkpoint in {folder} to continue from")
     if have and not args.resume:     # (a smoke run too: its finished checkpoint would skip its steps)
@@ -288,11 +348,25 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
            "data": data_key(args.data_root), "weights": files_key([args.weights]) if args.weights else None,
            "code": code_key(), "world": dist.world_size()}
     with checkpointing(folder, key):
-        job = recipe(paper).command_job(S_run, args.data_root, device, args.seed, limit=limit,
-                                        weights=args.weights)
+        try:
+            job = recipe(paper).command_job(S_run, args.data_root, device, args.seed, limit=limit,
+                                            weights=args.weights)
+        except (ValueError, FileNotFoundError) as e:   # the data or a setting refused, before any training
+            raise FitError(str(e)) from None
     learn = job.learn
-    for note in job.notes:
+    precision = _precision(learn, S_run["fp16"], cuda)
+    for note in [*job.notes, *([precision] if precision else [])]:
         say(note)
+    sizes = dist.rank_batches(learn.dls.train)
+    per = f"per process ({dist.world_size()})" if dist.world_size() > 1 else "in one process"
+    if not sizes:
+        raise FitError(f"{learn.dls.train.n} training {UNIT[paper]} make no full batch of {learn.dls.train.bs} "
+                       f"{per}, and incomplete batches are dropped: lower the batch (--set)")
+    if paper in BATCH_LOSSES and min(sizes) < 2:
+        raise FitError(f"{paper} trains with {BATCH_LOSSES[paper]}, which needs 2 or more {UNIT[paper]} a "
+                       f"batch; {per} the batches hold {sorted(set(sizes))}: raise the batch or the data, or use "
+                       "fewer processes")
+    dist.seed_rank(args.seed, learn.dls)     # the model is built: ranks 1.. augment and drop out their own way
     learn.path, learn.model_dir = out, "models"
     steplog = StepLog()
     cbs = [steplog, Accelerate(cuda, args.compile), *extra_cbs] + ([MustResume()] if args.resume else [])
@@ -308,14 +382,23 @@ def run(argv: Sequence[str] | None = None, extra_cbs: Sequence = ()) -> int:
         cbs.append(CSVLogger(fname=str(out / "log.csv")))
     ddp = dist.attach(learn, cuda)
     t0 = time.time()
-    job.fit(cbs)   # a resumed fit shows its bar too: the checkpoint lets it watch the finished epochs go by
+    with _gpu_determinism(args.deterministic):   # here: the recipe's set_seed turned cuDNN's determinism on
+        job.fit(cbs)   # a resumed fit shows its bar too: the checkpoint lets it watch the finished epochs go by
     seconds = time.time() - t0
     if ddp is not None:
         learn.remove_cb(ddp)
     ck = next((cb for cb in learn.cbs if isinstance(cb, Checkpoint)), None)
+    done = out / f"fit_{paper}.json"
+    if args.resume and ck is not None and ck.last_action == "skipped" and done.is_file():
+        say(f"--resume: the run in {out} is finished (all {learn.n_epoch} epochs checkpointed): nothing to "
+            f"train; its results are in {done}. To train again, choose another --out.")
+        return 0
 
     preds, targs = dist.gathered_predict(learn, learn.dls.valid)
     scores = job.score(preds, targs)
+    if S_run.get("labels"):   # the edition and classes trained, with the head's output count as measured
+        job.labels = {**S_run["labels"], **({"outputs": int(preds["expr"].shape[1])} if "expr" in preds
+                                            and preds["expr"].ndim == 2 else {})}
     digests = dist.all_gather(weights_digest(learn.model))
     if dist.is_main():
         _write(out, paper, args, S_run, job, scores, steplog, seconds, smoke_note, digests,
@@ -346,13 +429,15 @@ def _write(out: Path, paper, args, S_run, job, scores, steplog, seconds, smoke_n
         "paper": paper, "title": RECIPES[paper][1], "smoke": bool(args.smoke), "settings": S_run,
         "steps": steplog.steps, "first_loss": steplog.losses[0] if steplog.losses else None,
         "last_loss": steplog.losses[-1] if steplog.losses else None, "train_seconds": round(seconds, 3),
-        "smoke_note": smoke_note, "notes": job.notes, "processes": len(digests), "param_digests": digests,
+        "labels": job.labels, "smoke_note": smoke_note, "notes": job.notes, "processes": len(digests), "param_digests": digests,
         "checkpoints": {"last": str(last) if last else None, "best": str(best) if best.is_file() else None},
     })
     path.write_text(json.dumps(doc, indent=1, default=str))
     (out / "run.log").write_text("\n".join(say.lines) + "\n")
-    say(f"{steplog.steps} optimiser steps in {seconds:.1f} s; first loss {doc['first_loss']:.4f}, last "
-        f"{doc['last_loss']:.4f}; " + ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
+    losses = (f"first loss {doc['first_loss']:.4f}, last {doc['last_loss']:.4f}" if steplog.losses else
+              "no training step (the checkpoint's final state)")
+    say(f"{steplog.steps} optimiser steps in {seconds:.1f} s; {losses}; "
+        + ", ".join(f"{m} {v:.4f}" for m, v in scores.items()))
     say(f"wrote {path}")
     return path
 
@@ -362,11 +447,47 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+# What each paper's command reads under --data-root (docs/real-data.md lays each release out).
+DATASETS = {
+    "facechannel": "Aff-Wild2 (EXPR and VA tracks)",
+    "senet50": "Aff-Wild2 (EXPR track) with ExpW merged",
+    "temporal": "Aff-Wild2 (EXPR and VA tracks, consecutive frames)",
+    "scan": "Aff-Wild2 (EXPR track)",
+    "facernet": "Hume-Reaction or Hume-Vidmimic2 (whichever --data-root holds)",
+}
+# options that take one value: the token after one is never PAPER
+_VALUE_OPTIONS = ("--profile", "--data-root", "--out", "--weights", "--seed", "--device")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The epilog as written, and every option's default in its help."""
+
+
+def _paper_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with PAPER moved to the front, so that ``--set a=1 b=2 PAPER ...`` does not read PAPER as a
+    setting (``--set`` takes every following word)."""
+    argv, skip = list(argv), False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a in _VALUE_OPTIONS:
+            skip = True
+        elif a in PAPERS:
+            return [a, *argv[:i], *argv[i + 1:]]
+    return argv
+
+
 def _parser() -> argparse.ArgumentParser:
-    papers = "\n".join(f"  {p:12s} {RECIPES[p][1]}" for p in PAPERS)
+    from affectlab.recipes import settings
+
+    papers = "\n".join(f"  {p:12s} {RECIPES[p][1]}\n  {'':12s} reads: {DATASETS[p]}\n  {'':12s} --set keys: "
+                        + ", ".join(sorted(set(settings(p, "quick")) - {"paper", "profile"})) for p in PAPERS)
     p = _Parser(prog="python -m affectlab.fit", description=__doc__.split("\n\n")[0],
-                epilog=f"papers:\n{papers}\n\nMulti-GPU, resuming, what to download: docs/gpu.md",
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=f"papers:\n{papers}\n\nexit status: 0 trained (or a finished run resumed), 2 bad input (one "
+                       f"line), {EXIT_NO_GPU} --profile paper without a GPU and without --allow-cpu (after measuring "
+                       "two steps and estimating the time)\n\nMulti-GPU, resuming, what to download: docs/gpu.md",
+                formatter_class=_Formatter)
     p.add_argument("paper", choices=PAPERS, metavar="PAPER", help="one of: " + ", ".join(PAPERS))
     p.add_argument("--profile", choices=["quick", "paper"], default="quick",
                    help="quick: the chapters' CPU settings; paper: the paper's own (meant for a GPU)")
@@ -379,10 +500,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override a setting of the profile (an unknown key is an error naming the known ones)")
     p.add_argument("--weights", type=Path, default=None,
-                   help="VGGFace2 backbone weights (a pickle of numpy arrays) for senet50, temporal, scan")
-    p.add_argument("--seed", type=int, default=0)
+                   help="the VGGFace2 release weights (docs/gpu.md), loaded into the released network: "
+                        "senet50_ft_weight.pkl for senet50, resnet50_ft_weight.pkl for temporal and scan "
+                        "(--profile paper)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the training seed: data order, augmentation, initial weights (the data stay the same)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic cuDNN and torch algorithms: the same seed gives the same numbers and --resume "
+                        "ends on an uninterrupted run's (GPU; default: cuDNN benchmark mode, faster)")
     p.add_argument("--allow-cpu", action="store_true", help="train --profile paper on a CPU anyway")
     return p
 

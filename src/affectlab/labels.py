@@ -19,6 +19,9 @@ AUS_17: tuple[str, ...] = (
     "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26",
 )
 REACTIONS: tuple[str, ...] = ("Adoration", "Amusement", "Anxiety", "Disgust", "Empathic-Pain", "Fear", "Surprise")
+# Hume-Vidmimic2 (the emotional-mimicry-intensity challenge, 6th and 8th ABAW): the six intensities of its split
+# files, spelt as their headers are (a space in "Empathic Pain", where Hume-Reaction writes "Empathic-Pain").
+MIMICRY_EMOTIONS: tuple[str, ...] = ("Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy")
 
 # Sentinels of the Aff-Wild2 annotation files: expression -1, valence/arousal -5, AU -1.
 INVALID_EXPR = -1

@@ -94,6 +94,16 @@ def distribution_matching_loss(expr_logits: torch.Tensor, au_logits: torch.Tenso
     the predicted term. Gradients reach both heads (the coupling is the point of the loss).
     """
     p_expr = expr_logits.float().softmax(-1)                       # [B, 7]
+    known = au_given_expr.shape[0]
+    if p_expr.shape[-1] > known:
+        # An 8-class head (Other, 3rd ABAW on): Other has no row in the table — no AU is known for it. Its
+        # probability constrains nothing: q is the mixture of the 7 known classes renormalised, and each frame's
+        # term is weighted by their share 1 - p(Other), so a frame the head calls Other teaches the AU head little.
+        p_known = p_expr[:, :known]
+        share = p_known.sum(-1, keepdim=True)
+        q_au = ((p_known / share.clamp_min(1e-8)) @ au_given_expr.to(p_expr)).clamp(0.0, 1.0)
+        per_frame = F.binary_cross_entropy_with_logits(au_logits.float(), q_au, reduction="none")
+        return (share * per_frame).mean()
     q_au = (p_expr @ au_given_expr.to(p_expr)).clamp(0.0, 1.0)    # [B, n_au]
     return F.binary_cross_entropy_with_logits(au_logits.float(), q_au)
 

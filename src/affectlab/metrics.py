@@ -20,9 +20,10 @@ edition       expression                                       action units
 
 Valence-arousal is the mean CCC of valence and arousal in every edition; the 3rd ABAW (2022) multi-task
 score is VA + expression + AU scores of 2022 (``abaw_mtl_score``); Hume-Reaction (2023) is the mean
-Pearson ρ over its 7 reactions. "Total accuracy" of the AUs is the share of equal entries over the whole
-N×K matrix, as in the organisers' and the teams' evaluation code (the 2nd ABAW, 2021, still scored AUs
-this way; only from 2022 is the score F1 alone).
+Pearson ρ over its 7 reactions, Hume-Vidmimic2's emotional mimicry intensity (2024, 2025) the mean over its
+6 emotions. "Total accuracy" of the AUs is the share of equal entries over the whole N×K matrix, as in the
+organisers' and the teams' evaluation code (the 2nd ABAW, 2021, still scored AUs this way; only from 2022 is
+the score F1 alone).
 
 Unannotated rows — Aff-Wild2's sentinels: expression −1, valence/arousal −5, AU −1 — are never scored:
 the functions that can receive them filter them out (each docstring says how), and a set with nothing
@@ -41,11 +42,12 @@ from typing import Callable, Sequence
 import numpy as np
 from fastai.learner import Metric
 
-from affectlab.labels import EXPRESSIONS, EXPRESSIONS_8, INVALID_AU, INVALID_EXPR, INVALID_VA, REACTIONS
+from affectlab.labels import (EXPRESSIONS, EXPRESSIONS_8, INVALID_AU, INVALID_EXPR, INVALID_VA, MIMICRY_EMOTIONS,
+                              REACTIONS)
 
 __all__ = [
     "ccc", "pearson", "f1_macro", "f1_binary", "accuracy", "abaw_expr_score", "abaw_va_score", "au_score",
-    "au_mean_f1", "abaw_mtl_score", "abaw_edition", "reaction_pearson", "HeadMetric", "expr_f1",
+    "au_mean_f1", "abaw_mtl_score", "abaw_edition", "reaction_pearson", "mimicry_pearson", "HeadMetric", "expr_f1",
     "expr_accuracy", "expr_score", "va_ccc", "va_score", "au_f1", "reaction_pearson_metric",
 ]
 
@@ -320,15 +322,22 @@ def abaw_mtl_score(va_true, va_pred, expr_true, expr_pred, au_true, au_pred, yea
             + au_score(au_true, au_pred, year=year, threshold=threshold))
 
 
-def reaction_pearson(y_true, y_pred) -> float:
+def reaction_pearson(y_true, y_pred, targets: Sequence[str] = REACTIONS) -> float:
     """Hume-Reaction score (5th ABAW, 2023): mean Pearson ρ over the 7 reaction intensities (columns, in
-    ``REACTIONS`` order). The dataset has no unannotated sentinel, so nothing is filtered; a constant
-    column scores 0 (with a warning, see ``pearson``)."""
-    t = _matrix(y_true, "y_true", len(REACTIONS))
-    p = _matrix(y_pred, "y_pred", len(REACTIONS))
+    ``REACTIONS`` order); with ``targets``, over those columns (``MIMICRY_EMOTIONS``: ``mimicry_pearson``).
+    The datasets have no unannotated sentinel, so nothing is filtered; a constant column scores 0 (with a
+    warning, see ``pearson``)."""
+    t = _matrix(y_true, "y_true", len(targets))
+    p = _matrix(y_pred, "y_pred", len(targets))
     if t.shape[0] != p.shape[0]:
         raise ValueError(f"y_true has {t.shape[0]} rows but y_pred has {p.shape[0]}")
     return float(np.mean([pearson(t[:, k], p[:, k]) for k in range(t.shape[1])]))
+
+
+def mimicry_pearson(y_true, y_pred) -> float:
+    """Hume-Vidmimic2 score (emotional mimicry intensity, 6th and 8th ABAW): mean Pearson ρ over its 6
+    emotions (columns in ``MIMICRY_EMOTIONS`` order), as the challenge and the teams' code compute it."""
+    return reaction_pearson(y_true, y_pred, MIMICRY_EMOTIONS)
 
 
 # --- fastai metrics ---------------------------------------------------------------------------------------
@@ -344,7 +353,8 @@ class HeadMetric(Metric):
     """A fastai metric over the whole validation set that reads one head of a dict-output model.
 
     It keeps every batch's predictions and targets and applies ``fn`` once, in ``value`` — never a mean of
-    per-batch values. Rows whose target holds the ``invalid`` sentinel are left out.
+    per-batch values. Rows whose target holds the ``invalid`` sentinel are left out. Under ``torchrun`` the
+    batches are every rank's, gathered (each rank then computes the same value over the whole set).
     """
 
     def __init__(self, fn: Callable, head: str, name: str, target: str | None = None, column: int | None = None,
@@ -361,8 +371,12 @@ class HeadMetric(Metric):
         pred = learn.pred[self.head] if isinstance(learn.pred, dict) else learn.pred
         y = learn.yb[-1]
         targ = y[self.target] if isinstance(y, dict) else y
-        self.preds.append(pred.detach().float().cpu())
-        self.targs.append(targ.detach().cpu())
+        # fastai's Learner.to_detach: under torchrun (DistributedDL) every rank's batch, gathered, with the
+        # distributed sampler's padding cut off, so ``value`` scores the whole validation set on every rank
+        # a Learner gathers the ranks' batches; a plain holder of one batch (chapter 02's) is read as it is
+        detach = getattr(learn, "to_detach", None) or (lambda t: t.cpu())
+        self.preds.append(detach(pred.detach().float()))
+        self.targs.append(detach(targ.detach()))
 
     @property
     def value(self):
@@ -401,8 +415,10 @@ def expr_accuracy(head: str = "expr") -> HeadMetric:
     return HeadMetric(accuracy, head, "expr_acc", invalid=INVALID_EXPR)
 
 
-def expr_score(head: str = "expr") -> HeadMetric:
-    return HeadMetric(abaw_expr_score, head, "expr_score", invalid=INVALID_EXPR)
+def expr_score(head: str = "expr", year: int = 2020) -> HeadMetric:
+    """The ABAW expression score of ``year``'s edition (2022 on: macro-F1 over the 8 classes with Other)."""
+    year = abaw_edition(year)
+    return HeadMetric(lambda t, p: abaw_expr_score(t, p, year=year), head, "expr_score", invalid=INVALID_EXPR)
 
 
 def va_ccc(which: str, head: str = "va") -> HeadMetric:
@@ -419,5 +435,10 @@ def au_f1(head: str = "au") -> HeadMetric:
     return HeadMetric(au_mean_f1, head, "au_f1", invalid=INVALID_AU, transform=_sigmoid)
 
 
-def reaction_pearson_metric(head: str = "intensity") -> HeadMetric:
-    return HeadMetric(reaction_pearson, head, "reaction_pearson")
+def reaction_pearson_metric(head: str = "intensity", targets: Sequence[str] = REACTIONS) -> HeadMetric:
+    """Mean Pearson ρ over the intensity columns ``targets`` (Hume-Reaction's 7 reactions by default; a
+    video data set's ``dls.targets``). Named ``reaction_pearson`` whatever the targets: FaceRNET's recipe keeps
+    the best epoch by that name."""
+    from functools import partial
+
+    return HeadMetric(partial(reaction_pearson, targets=tuple(targets)), head, "reaction_pearson")

@@ -143,12 +143,14 @@ class Plan:
 
 def fit(learn, cbs: Sequence = (), quiet: bool = False):
     """Fit ``learn`` by its recipe's ``learn.plan`` (see ``Plan``), with ``cbs`` added for this fit (the
-    command's logger, a test's recorder). ``quiet`` hides fastai's progress bar and epoch table. Returns
-    ``learn``."""
+    command's logger, a test's recorder). ``quiet`` hides fastai's progress bar and epoch table; the table is
+    kept either way as ``learn.epoch_table`` (``affectlab.epoch_table``). Returns ``learn``."""
     import contextlib
 
+    from affectlab.epoch_table import KeepEpochTable
+
     plan: Plan = learn.plan
-    extra = [*plan.cbs, *cbs]
+    extra = [*plan.cbs, *cbs, KeepEpochTable()]     # learn.epoch_table: the rows fastai printed (or would have)
     with (learn.no_bar() if quiet else contextlib.nullcontext()), \
             (learn.no_logging() if quiet else contextlib.nullcontext()):
         if plan.schedule == "one_cycle":

@@ -24,7 +24,22 @@ _CHALLENGE = {"EXPR": "EXPR_Classification_Challenge", "VA": "VA_Estimation_Chal
               "AU": "AU_Detection_Challenge"}
 _CHALLENGE_6 = dict(_CHALLENGE, EXPR="EXPR_Recognition_Challenge")
 
-# edition -> annotation folders (as unzipped), task folders, split folders, AUs, classes, image folders
+_TRAIN_VAL = {"train": "Train_Set", "val": "Validation_Set"}
+# The s-Aff-Wild2 multi-task files (sampled frames): in the 3rd ABAW's MTL_Challenge folder beside the task
+# folders, alone (no task folders) in the 4th and 7th ABAW's releases.
+_MTL_3 = ("MTL_Challenge/train_set.txt", "MTL_Challenge/validation_set.txt")
+_MTL_S = ("training_set_annotations.txt", "validation_set_annotations.txt")
+
+
+def _later(n: int) -> dict:
+    """The 8th ABAW and later: the 6th ABAW's folders under ``<N>th_ABAW_Annotations``."""
+    return dict(ann=(f"{n}th_ABAW_Annotations",), tasks=_CHALLENGE_6, splits=_TRAIN_VAL, aus=AUS_ABAW,
+                classes=EXPRESSIONS_8, images=("cropped_aligned",))
+
+
+# edition -> annotation folders (as unzipped), task folders, split folders, AUs, classes, image folders, and
+# ``mtl``: the multi-task files (relative to the annotation folder) where the release ships them. Keyed by
+# year for the first edition of a year, by ABAW number ("4th") for the others.
 EDITIONS = {
     "2020": dict(ann=("annotations",), tasks=_SET, splits={"train": "Training_Set", "val": "Validation_Set"},
                  aus=AUS_ABAW2020, classes=EXPRESSIONS, images=("cropped_aligned",)),
@@ -32,16 +47,21 @@ EDITIONS = {
                  aus=AUS_ABAW, classes=EXPRESSIONS, images=("cropped_aligned",)),
     "2022": dict(ann=("3rd ABAW Annotations", "Third ABAW Annotations"), tasks=_CHALLENGE,
                  splits={"train": "Train_Set", "val": "Validation_Set"}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
-                 images=("cropped_aligned",)),
+                 images=("cropped_aligned",), mtl=_MTL_3),
+    "4th": dict(ann=("4th ABAW Annotations",), tasks={}, splits={}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
+                images=("cropped_aligned",), mtl=_MTL_S),
     "2023": dict(ann=("5th_ABAW_Annotations",), tasks=_CHALLENGE,
                  splits={"train": "Train_Set", "val": "Validation_Set"}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
                  images=("cropped_aligned_images/cropped_aligned", "cropped_aligned_images/cropped_aligned_new_50_vids")),
     "2024": dict(ann=("6th ABAW Annotations",), tasks=_CHALLENGE_6,
                  splits={"train": "Train_Set", "val": "Validation_Set"}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
                  images=("cropped_aligned",)),
-    "2025": dict(ann=("8th_ABAW_Annotations",), tasks=_CHALLENGE_6,
-                 splits={"train": "Train_Set", "val": "Validation_Set"}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
-                 images=("cropped_aligned",)),
+    "7th": dict(ann=("7th ABAW Annotations",), tasks={}, splits={}, aus=AUS_ABAW, classes=EXPRESSIONS_8,
+                images=("cropped_aligned",), mtl=_MTL_S),
+    "2025": _later(8),
+    "9th": _later(9),
+    "2026": _later(10),
+    "11th": _later(11),
 }
 
 _JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()

@@ -68,3 +68,9 @@ def test_killed_then_resumed_equals_uninterrupted(world, tmp_path, capsys):
     assert a["last_loss"] == pytest.approx(b["last_loss"], abs=1e-6)
     # the resumed run's epoch log continues the interrupted one: one row per epoch in all
     assert (broken / "log.csv").read_text().count("\n") == (whole / "log.csv").read_text().count("\n")
+    # --resume of the finished run says so and trains nothing: its results stay as they are
+    before = (broken / "fit_facechannel.json").read_text()
+    count = CountEpochs()
+    assert fit.run([*ARGS, "--data-root", str(world), "--out", str(broken), "--resume"], extra_cbs=[count]) == 0
+    assert count.n == 0 and "is finished" in capsys.readouterr().out
+    assert (broken / "fit_facechannel.json").read_text() == before

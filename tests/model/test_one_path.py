@@ -40,23 +40,28 @@ def model_id(learn) -> str:
 
 
 @pytest.fixture
-def recorder(monkeypatch, tmp_path):
+def recorder(monkeypatch, tmp_path, request):
     """Replace every recipe's ``fit`` by a recorder; ``run(label, fn)`` runs one path in its own cache and
     returns {model id: describe(learn)} of the first Learner of each model it fitted."""
     import importlib
+
+    from affectlab.epoch_table import EpochTable
 
     seen: dict[str, dict] = {}
 
     def fake_fit(learn, cbs=(), quiet=False):
         seen.setdefault(model_id(learn), train.describe(learn))
         learn.recorder.losses, learn.recorder.values = [], []    # as after a fit of no epochs
+        learn.epoch_table = EpochTable(["epoch", "train_loss", "valid_loss", "time"], [])   # as train.fit keeps it
         return learn
 
-    monkeypatch.setattr(train, "fit", fake_fit)
-    for name in ("facechannel", "temporal", "scan", "senet", "facernet", "pretrain"):
-        mod = importlib.import_module(f"affectlab.recipes.{name}")
-        if hasattr(mod, "fit"):
-            monkeypatch.setattr(mod, "fit", fake_fit)
+    patched = [train] + [importlib.import_module(f"affectlab.recipes.{name}") for name in
+                         ("facechannel", "temporal", "scan", "senet", "facernet", "pretrain")]
+    patched = [(mod, mod.fit) for mod in patched if hasattr(mod, "fit")]
+    for mod, _ in patched:
+        monkeypatch.setattr(mod, "fit", fake_fit)
+    # and put every real fit back by hand too: a later test module must never train with the recorder
+    request.addfinalizer(lambda: [setattr(mod, "fit", real) for mod, real in patched])
 
     def run(label: str, fn) -> dict[str, dict]:
         seen.clear()

@@ -71,3 +71,33 @@ def test_smoke_keeps_the_paper_configuration_and_caps_only_batches_and_epochs(pa
     assert n_valid > 0
     # the configuration itself (backbone, image size, widths, optimiser, learning rates) is the paper's
     assert {k: v for k, v in {**S, **over}.items() if k not in capped} == {k: v for k, v in S.items() if k not in capped}
+
+
+def test_help_shows_defaults_the_seed_the_set_keys_each_papers_data_and_the_exit_statuses():
+    out = subprocess.run([sys.executable, "-m", "affectlab.fit", "--help"], capture_output=True, text=True).stdout
+    assert "(default: quick)" in out and "(default: 0)" in out and "training seed" in out
+    for paper in fit.PAPERS:
+        assert fit.DATASETS[paper] in out
+    assert "seq_epochs" in out and "lr_backbone" in out and "expr_classes" in out     # the --set keys
+    assert f"{fit.EXIT_NO_GPU} --profile paper without a GPU" in out
+
+
+def test_set_before_paper_does_not_swallow_it():
+    args = fit._parser().parse_args(fit._paper_first(["--set", "epochs=3", "lr=0.1", "facechannel", "--data-root",
+                                                       "d", "--out", "o"]))
+    assert args.paper == "facechannel" and args.set == ["epochs=3", "lr=0.1"]
+    # a folder named like a paper, given to an option, stays that option's value
+    args = fit._parser().parse_args(fit._paper_first(["scan", "--out", "facechannel", "--data-root", "d"]))
+    assert args.paper == "scan" and str(args.out) == "facechannel"
+
+
+@pytest.mark.parametrize("paper", ["facechannel", "facernet"])
+def test_weights_on_a_paper_that_takes_none_is_a_one_line_error(paper, tmp_path, capsys):
+    from affectlab.data.synth import make_world
+
+    world = make_world(tmp_path / "w", preset="tiny", seed=0, progress=False)
+    (tmp_path / "x.pkl").write_bytes(b"")
+    assert fit.main([paper, "--weights", str(tmp_path / "x.pkl"), "--data-root", str(world), "--out",
+                     str(tmp_path / "out"), "--smoke", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes no --weights" in err[0]

@@ -15,10 +15,10 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "affectlab"
 # data/ and models/ share a layer so that neither imports the other.
 LAYERS = {
     "": 0, "paths": 0, "labels": 0,
-    "rng": 0, "metrics": 1, "losses": 1, "cache": 1,
+    "rng": 0, "epoch_table": 1, "metrics": 1, "losses": 1, "cache": 1,
     "data": 2, "data.report": 2, "data.clean": 2, "data.faces_draw": 2, "data.timeline": 2,
     "data.static_synth": 2, "data.synth": 2, "data.roots": 2, "data.abaw": 2, "data.hume": 2,
-    "data.static": 2, "data.loaders": 2,
+    "data.static": 2, "data.loaders": 2, "data.editions": 2, "data.mimicry": 2,
     "models": 2, "models.backbones": 2, "models.facechannel": 2, "models.facernet": 2, "models.pretrain": 2,
     "models.scan": 2, "models.senet": 2, "models.temporal_stat": 2,
     "checkpoint": 3,
@@ -28,10 +28,11 @@ LAYERS = {
     "recipes.senet": 6, "recipes.temporal": 6,
     "claims": 7,
     "course": 8, "checks": 8,
-    "spread": 9, "fit": 9,
+    "spread": 9, "fit": 9, "results": 9, "submit": 9,
     "explain": 10, "realface": 10,
     "faces": 11,
     "video": 12,
+    "frames": 13,
 }
 SAME_LAYER_PACKAGES = ("data", "models", "recipes")
 

@@ -102,8 +102,17 @@ def test_2022_scores():
 
 
 class _FakeLearner:
+    """What a HeadMetric reads of a fastai Learner: its outputs, targets and ``to_detach`` (a one-process
+    Learner's: detached, on the CPU; under torchrun it gathers the ranks' batches)."""
+
     def __init__(self, pred, y):
         self.pred, self.yb = pred, (y,)
+
+    @staticmethod
+    def to_detach(b):
+        from fastai.torch_core import to_detach
+
+        return to_detach(b)
 
 
 def test_head_metric_accumulates_the_whole_set_and_masks_invalid():

@@ -1,7 +1,9 @@
 """Aff-Wild2 / ABAW readers: one DataFrame per task and split, for the release of any ABAW edition on disk.
 
-The edition is detected from the tree (the user never names it), keyed on the task folders, never on an
-edition's top folder name. ``root`` may be the dataset folder, the unzipped archive's top folder or the
+The edition is detected from the tree (the user never names it): how to read it from the task folders, which
+ABAW it is (``df.attrs["edition"]``, an :class:`affectlab.data.editions.Edition`: its number, the year its
+scores use, its classes and AUs) from the annotation top folder's number (``6th ABAW Annotations``,
+``8th_ABAW_Annotations``), else from the task-folder layout. ``root`` may be the dataset folder, the unzipped archive's top folder or the
 annotations folder: the annotation folder is searched up to four levels below ``root``, the image folders
 up to four levels above the annotation folder.
 
@@ -48,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affectlab.data import report
+from affectlab.data import editions, report
 from affectlab.data.report import Drops
 from affectlab.labels import AUS_ABAW, EXPRESSIONS, EXPRESSIONS_8, INVALID_AU, INVALID_EXPR, INVALID_VA
 
@@ -467,8 +469,9 @@ def read_abaw(root: str | os.PathLike, task: str, split: str, keep_other: bool =
     Columns: ``path``, ``video``, ``frame`` (1-based), ``subject`` (= the video name; ``_left``/``_right``
     are two people), then ``expr`` | ``valence``, ``arousal`` | one 0/1 column per AU of the header.
     ``attrs``: ``dropped`` (reason -> count), ``dropped_rows`` (file and line of each, see
-    :func:`affectlab.data.report.dropped_rows`), ``layout``, ``edition``, ``aus`` (AU task), ``classes``
-    (EXPR task). ``keep_other=False`` drops the 8th class ``Other`` of 3rd-ABAW-and-later files (counted).
+    :func:`affectlab.data.report.dropped_rows`), ``layout``, ``edition`` (an ``editions.Edition``),
+    ``sources`` (task -> the folder or file its labels came from), ``aus`` (AU task), ``classes`` (EXPR task:
+    the edition's, 8 with ``Other`` from the 3rd ABAW on). ``keep_other=False`` drops the 8th class ``Other`` of 3rd-ABAW-and-later files (counted).
     """
     task, split = task.upper(), split.lower()
     _check_args(task, split)
@@ -521,11 +524,13 @@ def read_abaw(root: str | os.PathLike, task: str, split: str, keep_other: bool =
                                         [f"{len(files)} annotation file(s)"], drops, what=f"{task} frames")
     df = df.drop(columns=["_line", "_file"])
     drops.attach(df)
-    df.attrs.update(layout=layout, edition=_EDITIONS[layout])
+    edition = editions.detect(base, layout)
+    df.attrs.update(layout=layout, edition=edition, sources={task: str(ann)})
     if task == "AU":
         df.attrs["aus"] = tuple(aus0)
     if task == "EXPR":
-        df.attrs["classes"] = classes
+        # the edition's classes, or the files' own when they name more (an 8-class file in a renamed tree)
+        df.attrs["classes"] = EXPRESSIONS if not keep_other else max(classes, edition.classes, key=len)
     return df
 
 
@@ -569,6 +574,7 @@ def read_abaw_multitask(root: str | os.PathLike, split: str, tasks=TASKS) -> pd.
             if g["line"].isna().any():
                 drops.add(f"{task}: {reason}", file, n=int(g["line"].isna().sum()))
         attrs.update({k: v for k, v in df.attrs.items() if k in ("aus", "classes")})
+        attrs.setdefault("sources", {}).update(df.attrs["sources"])
         df = pd.DataFrame(df)
         df.attrs = {}
         out = df if out is None else out.merge(df, on=["video", "frame", "path", "subject"], how="outer")
@@ -583,7 +589,7 @@ def read_abaw_multitask(root: str | os.PathLike, split: str, tasks=TASKS) -> pd.
             out[col] = out[col].astype(np.float32)
     out = out.sort_values(["video", "frame"], kind="stable").reset_index(drop=True)
     drops.attach(out)
-    out.attrs.update(attrs, layout=layout, edition=_EDITIONS[layout])
+    out.attrs.update(attrs, layout=layout, edition=editions.detect(base, layout))
     return out
 
 
@@ -681,6 +687,6 @@ def _read_mtl(folder: Path, split: str, tasks, keep_other: bool = True) -> pd.Da
                                     drops, what="frames")
     df = df.drop(columns="_line")
     drops.attach(df)
-    df.attrs.update(layout="mtl", edition=_EDITIONS["mtl"], aus=tuple(aus),
-                    classes=EXPRESSIONS_8 if keep_other else EXPRESSIONS)
+    df.attrs.update(layout="mtl", edition=editions.detect(folder, "mtl"), aus=tuple(aus),
+                    classes=EXPRESSIONS_8 if keep_other else EXPRESSIONS, sources={t: str(path) for t in tasks})
     return df

@@ -12,6 +12,8 @@ videos with no frames, an intensity outside [0, 1], a ``File_ID`` listed twice i
 lines), a ``Split`` value that is none of Train / Val / Test. A missing (empty, NaN) or non-numeric intensity
 in a Train / Val row is a ``ValueError`` naming the file, line and video (a label cannot be guessed). A
 split with no usable video is a ``ValueError`` listing what was looked for and found, never an empty frame.
+``df.attrs["targets"]`` is ``REACTIONS`` and ``df.attrs["dataset"]`` ``"Hume-Reaction"`` (its successor,
+Hume-Vidmimic2, is read by ``affectlab.data.mimicry``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,14 +57,27 @@ def _header(path: Path) -> list[str]:
         return [c.strip() for c in next(csv.reader(f), [])]
 
 
-def _find_info(root: Path) -> Path | None:
+def find_info(root: Path) -> Path | None:
+    """Hume-Reaction's ``data_info.csv`` under ``root`` (see the module docstring), or None."""
     direct = [root / "data_info.csv", root / "hume" / "data_info.csv", root / "Hume-Reaction" / "data_info.csv"]
     for p in direct:
         if p.is_file():
             return p
     # A few folders further down; never into per-video (numbered) folders or image folders.
+    skip = lambda name: name.strip("[]").isdigit() or name.lower() in _FRAME_DIRS  # noqa: E731
+    for d in folders_below(root, _SEARCH_DEPTH, skip):
+        p = d / "data_info.csv"
+        if p.is_file() and "File_ID" in _header(p):
+            return p
+    return None
+
+
+def folders_below(root: Path, depth: int, skip) -> Iterator[Path]:
+    """The folders under ``root``, level by level down to ``depth`` (at most 2,000 a level), sorted by name,
+    hidden ones and those whose name ``skip`` accepts (frame folders, numbered per-video folders) never
+    entered: where a video data set's label file is searched."""
     level = [root]
-    for _ in range(_SEARCH_DEPTH):
+    for _ in range(depth):
         nxt = []
         for d in level:
             try:
@@ -69,14 +85,10 @@ def _find_info(root: Path) -> Path | None:
             except OSError:
                 continue
             for name in subs:
-                if name.startswith(".") or name.strip("[]").isdigit() or name.lower() in _FRAME_DIRS:
-                    continue
-                p = d / name / "data_info.csv"
-                if p.is_file() and "File_ID" in _header(p):
-                    return p
-                nxt.append(d / name)
+                if not name.startswith(".") and not skip(name):
+                    yield d / name
+                    nxt.append(d / name)
         level = nxt[:2000]
-    return None
 
 
 def read_hume(root: str | os.PathLike, split: str) -> pd.DataFrame:
@@ -85,7 +97,7 @@ def read_hume(root: str | os.PathLike, split: str) -> pd.DataFrame:
     want = {k: v for k, v in _SPLITS.items() if v != "test"}.get(split.lower())
     if want is None:
         raise ValueError(f"split must be 'train' or 'val', not {split!r}")
-    info = _find_info(root)
+    info = find_info(root)
     if info is None:
         raise FileNotFoundError(f"{root}: no data_info.csv (looked in {root}, {root / 'hume'}, "
                                 f"{root / 'Hume-Reaction'} and up to {_SEARCH_DEPTH} levels down)")
@@ -147,4 +159,6 @@ def read_hume(root: str | os.PathLike, split: str) -> pd.DataFrame:
                              drops, what=f"Hume-Reaction {want} videos")
     out = pd.DataFrame(rows, columns=["video", "frames", "length", *REACTIONS])
     out = out.astype({c: np.float32 for c in REACTIONS})
-    return drops.attach(out)
+    drops.attach(out)
+    out.attrs.update(targets=REACTIONS, dataset="Hume-Reaction")   # what the loaders, the head and the metric follow
+    return out

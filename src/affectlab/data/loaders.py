@@ -240,8 +240,9 @@ class _Damaged:
                           + (" ..." if n > 3 else "") + " — all of them in dls.damaged", stacklevel=3)
 
 
-def _labels(df: pd.DataFrame, targets, aus) -> dict[str, torch.Tensor]:
-    """Per-row targets as tensors, with the sentinels where a column holds no label."""
+def _labels(df: pd.DataFrame, targets, aus, intensities=REACTIONS) -> dict[str, torch.Tensor]:
+    """Per-row targets as tensors, with the sentinels where a column holds no label; ``"intensity"`` reads
+    the columns ``intensities`` (a video data set's targets: Hume-Reaction's 7, Hume-Vidmimic2's 6)."""
     out = {}
     for t in targets:
         if t == "expr":
@@ -254,8 +255,8 @@ def _labels(df: pd.DataFrame, targets, aus) -> dict[str, torch.Tensor]:
             _need(df, list(aus), t)
             out[t] = torch.tensor(df[list(aus)].fillna(INVALID_AU).to_numpy(np.float32))
         elif t == "intensity":
-            _need(df, list(REACTIONS), t)
-            out[t] = torch.tensor(df[list(REACTIONS)].to_numpy(np.float32))
+            _need(df, list(intensities), t)
+            out[t] = torch.tensor(df[list(intensities)].to_numpy(np.float32))
         else:
             raise ValueError(f"unknown target {t!r}; known: expr, va, au, intensity")
     return out
@@ -483,19 +484,23 @@ def clip_dls(train_df, valid_df, s=10, stride=1, targets=("expr", "va"), size=11
 
 
 def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=None, augment=True, device=None,
-              num_workers=0, seed=0, cache=None, damaged="drop") -> DataLoaders:
+              num_workers=0, seed=0, cache=None, damaged="drop", targets=None) -> DataLoaders:
     """Whole videos padded to ``t`` frames: batches ``(x [B,t,3,size,size] | [B,t,D], lengths [B], y)`` with
-    ``y = {"intensity": [B, 7]}`` (``n_inp`` = 2). Longer videos are truncated to ``t`` (with a warning);
-    videos with no usable frame are skipped (counted in ``dls.skipped``); damaged frames are dropped from
-    their video (``dls.damaged``, with a warning; ``damaged="raise"``: an error naming the file); a missing reaction value is an error naming the video.
+    ``y = {"intensity": [B, K]}`` (``n_inp`` = 2), K the data set's ``targets`` (default the training frame's
+    ``df.attrs["targets"]``: Hume-Reaction's 7 reactions, Hume-Vidmimic2's 6 emotions; ``dls.targets``).
+    Longer videos are truncated to ``t`` (with a warning); videos with no usable frame are skipped (counted in
+    ``dls.skipped``); damaged frames are dropped from their video (``dls.damaged``, with a warning;
+    ``damaged="raise"``: an error naming the file); a missing intensity is an error naming the video.
     ``features``: {video: array [length, D]} of per-frame cached features."""
     skipped = {}
     damaged = _Damaged(damaged)
+    targets = tuple(targets or train_videos_df.attrs.get("targets", REACTIONS))
 
     def source(df, name):
-        missing = df[list(REACTIONS)].isna().any(axis=1)
+        _need(df, list(targets), "intensity")
+        missing = df[list(targets)].isna().any(axis=1)
         if missing.any():
-            raise ValueError(f"{name} video {df['video'][missing].iloc[0]!r} has a missing reaction value")
+            raise ValueError(f"{name} video {df['video'][missing].iloc[0]!r} has a missing intensity value")
         empty = df["length"].to_numpy() <= 0
         df = df[~empty].reset_index(drop=True)
         too_long = int((df["length"] > t).sum())
@@ -531,11 +536,11 @@ def video_dls(train_videos_df, valid_videos_df, t=480, size=64, bs=4, features=N
             x[ix < 0] = 0
             return torch.from_numpy(x), lens[idx]
 
-        return BatchSource(len(df), get, _labels(df, ("intensity",), ()), n_inp=2)
+        return BatchSource(len(df), get, _labels(df, ("intensity",), (), targets), n_inp=2)
 
     dls = _dls(source(train_videos_df, "train"), source(valid_videos_df, "valid"), bs, augment and features is None,
                None, device, num_workers, seed)
-    dls.skipped = skipped
+    dls.skipped, dls.targets = skipped, targets
     damaged.report(dls)
     return dls
 

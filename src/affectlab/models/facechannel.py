@@ -122,12 +122,12 @@ class FaceChannel(nn.Module):
     """The frame model. ``FaceChannel(tasks=("expr",))`` is FC_E; see the module docstring."""
 
     def __init__(self, tasks=TASKS, image_size: int = 120, width: int = 64, dense: int = 500,
-                 batch_norm: bool = True, dropout: float = 0.5):
+                 batch_norm: bool = True, dropout: float = 0.5, n_classes: int = len(EXPRESSIONS)):
         super().__init__()
         self.config = dict(image_size=image_size, width=width, dense=dense, batch_norm=batch_norm,
-                           dropout=dropout)
+                           dropout=dropout, n_classes=n_classes)
         self.trunk = FaceChannelTrunk(image_size, width, dense, batch_norm, dropout)
-        self.heads = AffectHeads(dense, tasks)
+        self.heads = AffectHeads(dense, tasks, n_classes)
         self.tasks = self.heads.tasks
 
     @classmethod
@@ -153,12 +153,13 @@ class FaceChannelS(nn.Module):
     """
 
     def __init__(self, tasks=TASKS, image_size: int = 120, width: int = 64, dense: int = 500,
-                 batch_norm: bool = True, dropout: float = 0.5, hidden: int = 100, freeze_trunk: bool = False):
+                 batch_norm: bool = True, dropout: float = 0.5, hidden: int = 100, freeze_trunk: bool = False,
+                 n_classes: int = len(EXPRESSIONS)):
         super().__init__()
         self.trunk = FaceChannelTrunk(image_size, width, dense, batch_norm, dropout)
         self.lstm = nn.LSTM(dense, hidden, batch_first=True)
         self.dense = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
-        self.heads = AffectHeads(hidden, tasks)
+        self.heads = AffectHeads(hidden, tasks, n_classes)
         self.tasks = self.heads.tasks
         self.freeze_trunk(freeze_trunk)
 

@@ -6,7 +6,8 @@ Two parts:
   (``RECLoss``) on frames that may carry only some of those labels;
 - ``FaceRNet``: REC's per-frame representations -> GRU(128) -> the per-frame outputs concatenated over t
   -> the ``MaskLayer`` that keeps the first l outputs (l = the video's true length) and zeroes the rest ->
-  dense(32) -> 7 intensities, trained with 1 − mean Pearson (``FaceRNetLoss``).
+  dense(32) -> ``n_out`` intensities (Hume-Reaction's 7 reactions; 6 for Hume-Vidmimic2's mimicry emotions),
+  trained with 1 − mean Pearson (``FaceRNetLoss``).
 
 The GRU stage normally reads REC outputs cached per frame (``REPRESENTATION_SLICES`` says which columns are
 which); given frames ``[B, t, 3, H, W]`` and a ``rec``, it runs end to end instead. The paper's settings,
@@ -29,8 +30,16 @@ __all__ = ["REC", "RECLoss", "REPRESENTATION_SLICES", "rec_representations", "Re
 # --- REC --------------------------------------------------------------------------------------------------
 
 REC_HEADS: dict[str, int] = {"va": 2, "expr": len(EXPRESSIONS), "au": len(AUS_17)}
-# Columns of a cached representation row: VA (tanh), expression probabilities, AU probabilities.
-REPRESENTATION_SLICES: dict[str, slice] = {"va": slice(0, 2), "expr": slice(2, 9), "au": slice(9, 26)}
+
+
+def representation_slices(n_classes: int = len(EXPRESSIONS)) -> dict[str, slice]:
+    """Columns of a cached representation row: VA (tanh), the ``n_classes`` expression probabilities (8 on a
+    3rd-ABAW-or-later release, with Other), the 17 AU probabilities."""
+    return {"va": slice(0, 2), "expr": slice(2, 2 + n_classes),
+            "au": slice(2 + n_classes, 2 + n_classes + len(AUS_17))}
+
+
+REPRESENTATION_SLICES: dict[str, slice] = representation_slices()   # the 7-class REC's 26 columns
 REPRESENTATION_DIM = 26
 
 
@@ -55,8 +64,10 @@ class REC(nn.Module):
     image -> [B, trunk.feature_dim] module to use as the shared feature space instead (e.g. the course's
     pre-trained face backbone, ``affectlab.recipes.pretrain.face_feature_model``)."""
 
-    def __init__(self, width: int = 64, units_per_stage: int = 1, trunk: nn.Module | None = None):
+    def __init__(self, width: int = 64, units_per_stage: int = 1, trunk: nn.Module | None = None,
+                 n_classes: int = len(EXPRESSIONS)):
         super().__init__()
+        self.n_classes = n_classes
         if trunk is not None:
             self.features, c = trunk, trunk.feature_dim
         else:
@@ -69,7 +80,7 @@ class REC(nn.Module):
                     layers.append(ResidualUnit(c, c_out, stride=2 if i == 0 and stage > 0 else 1))
                     c = c_out
             self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.heads = nn.ModuleDict({name: nn.Linear(c, n) for name, n in REC_HEADS.items()})
+        self.heads = nn.ModuleDict({name: nn.Linear(c, n) for name, n in {**REC_HEADS, "expr": n_classes}.items()})
         self.embedding_dim = c
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -144,7 +155,8 @@ class MaskLayer(nn.Module):
 
 
 class FaceRNet(nn.Module):
-    """Per-frame REC representations -> RNN -> concatenation over t -> Mask -> dense -> 7 intensities.
+    """Per-frame REC representations -> RNN -> concatenation over t -> Mask -> dense -> ``n_out`` intensities
+    (default the 7 ``REACTIONS``; a video data set's ``df.attrs["targets"]``, e.g. 6 ``MIMICRY_EMOTIONS``).
 
     - ``tasks``: which REC representations feed the RNN (Table 2), columns of ``REPRESENTATION_SLICES``;
       ``in_features`` instead takes any other [B, t, D] per-frame features whole.
@@ -158,17 +170,21 @@ class FaceRNet(nn.Module):
     def __init__(self, t: int = 480, tasks: Sequence[str] | None = ("va", "expr", "au"),
                  in_features: int | None = None, rnn: str = "gru", hidden: int = 128, rnn_layers: int = 1,
                  dense: int = 32, length_mode: str = "mask", fixed_len: int | None = None,
-                 rec: REC | None = None, n_out: int = len(REACTIONS)):
+                 rec: REC | None = None, n_out: int = len(REACTIONS), n_classes: int | None = None):
         super().__init__()
+        # the REC's expression classes (7, or 8 with Other) set the width of its representation rows
+        n_classes = n_classes or (rec.n_classes if rec is not None else len(EXPRESSIONS))
+        self.slices = representation_slices(n_classes)
+        self.representation_dim = self.slices["au"].stop
         if length_mode not in ("mask", "fixed"):
             raise ValueError(f"length_mode must be 'mask' or 'fixed', got {length_mode!r}")
         if rnn not in ("gru", "lstm"):
             raise ValueError(f"rnn must be 'gru' or 'lstm', got {rnn!r}")
         if in_features is None:
-            unknown = set(tasks or ()) - set(REPRESENTATION_SLICES)
+            unknown = set(tasks or ()) - set(self.slices)
             if not tasks or unknown:
-                raise ValueError(f"tasks must be a non-empty subset of {tuple(REPRESENTATION_SLICES)}, got {tasks}")
-            columns = torch.cat([torch.arange(REPRESENTATION_DIM)[REPRESENTATION_SLICES[k]] for k in tasks])
+                raise ValueError(f"tasks must be a non-empty subset of {tuple(self.slices)}, got {tasks}")
+            columns = torch.cat([torch.arange(self.representation_dim)[self.slices[k]] for k in tasks])
             self.register_buffer("columns", columns, persistent=False)
             in_features = len(columns)
         else:
@@ -209,8 +225,8 @@ class FaceRNet(nn.Module):
                 raise ValueError("frames [B, t, 3, H, W] need FaceRNet(rec=REC(...)); or pass cached features")
             x = self.frame_representations(x, lengths)
         if self.columns is not None:
-            if x.shape[-1] != REPRESENTATION_DIM:
-                raise ValueError(f"expected {REPRESENTATION_DIM} REC representation columns, got {x.shape[-1]}")
+            if x.shape[-1] != self.representation_dim:
+                raise ValueError(f"expected {self.representation_dim} REC representation columns, got {x.shape[-1]}")
             x = x[..., self.columns]
         if self.length_mode == "fixed":
             h, _ = self.rnn(self._fixed_length(x, lengths))

@@ -33,14 +33,15 @@ class SENet50Classifier(nn.Module):
 
     ``backbone``: ``"seresnet50"`` (timm, the paper's), any name of ``backbones.BACKBONES``, or a ready
     ``nn.Module`` mapping images to ``[B, feature_dim]`` (e.g. ``face_feature_model(...)``).
-    ``weights``: an optional VGGFace2 pickle, loaded safely (``load_vggface2``); the report is kept in
-    ``self.load_report``.
+    ``weights``: an optional VGGFace2 pickle, loaded safely (``load_vggface2``) into the release network
+    (``Backbone(backbone, vggface2=True)``); the report is kept in ``self.load_report``.
     """
 
     def __init__(self, backbone: str | nn.Module = "seresnet50", n_classes: int = len(EXPRESSIONS),
                  weights: str | None = None):
         super().__init__()
-        self.body = Backbone(backbone) if isinstance(backbone, str) else backbone
+        # VGGFace2 weights are the release network's: a named backbone is built as that network to take them
+        self.body = Backbone(backbone, vggface2=bool(weights)) if isinstance(backbone, str) else backbone
         dim = getattr(self.body, "feature_dim", None)
         if dim is None:
             raise ValueError("the backbone module must expose .feature_dim (the size of its pooled features)")

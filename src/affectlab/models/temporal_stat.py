@@ -98,12 +98,12 @@ def _branch(n_in: int, width: int, n_out: int, dropout: float, tanh: bool) -> nn
 
 def freeze_all_but_last_stage(backbone: nn.Module) -> nn.Module:
     """Freeze every parameter of a ResNet ``Backbone`` except its last stage, conv5_x (the paper fine-tunes
-    only that stage); ``backbone.frozen_stages`` lists the frozen modules, whose BatchNorm statistics
+    only that stage); ``backbone.frozen_stages`` names the frozen stages, whose BatchNorm statistics
     ``TemporalStatNet.train()`` keeps fixed too."""
     from affectlab.models.backbones import backbone_stages, freeze_all_but
 
     freeze_all_but(backbone, ("conv5_x",))
-    backbone.frozen_stages = [m for name, m in backbone_stages(backbone).items() if name != "conv5_x"]
+    backbone.frozen_stages = tuple(name for name in backbone_stages(backbone) if name != "conv5_x")
     return backbone
 
 
@@ -142,10 +142,14 @@ class TemporalStatNet(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        # Frozen stages keep their BatchNorm statistics: only the last stage is fine-tuned.
+        # Frozen stages keep their BatchNorm statistics: only the last stage is fine-tuned. The stages are looked
+        # up now, not kept: SyncBatchNorm's conversion (many GPUs) puts new norms into the backbone.
         if self.backbone is not None and mode:
-            for m in self.backbone.frozen_stages:
-                m.eval()
+            from affectlab.models.backbones import backbone_stages
+
+            stages = backbone_stages(self.backbone)
+            for name in self.backbone.frozen_stages:
+                stages[name].eval()
         return self
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,34 @@ from pathlib import Path
 RECIPES: dict[str, tuple[str, str]] = {
     "pretrain": ("pretrain", "The course's face feature model (stand-in for VGGFace2 / AffectNet pre-training)"),
     "facechannel": ("facechannel", "Barros & Sciutti: The FaceChannelS (FaceChannel and FaceChannelS)"),
-    "senet50": ("senet", "SE-ResNet-50 fine-tuning on AffectNet / RAF-DB / ExpW (ABAW expressions)"),
+    "senet50": ("senet", "Cafarelli et al.: SE-ResNet-50 fine-tuned on Aff-Wild2 expressions with ExpW merged (ABAW)"),
     "temporal": ("temporal", "Do et al.: multi-task temporal statistical model (ABAW)"),
     "scan": ("scan", "Gera & Balasubramanian: spatio-channel attention + complementary context (SCAN+CCI)"),
     "facernet": ("facernet", "Kollias et al.: FaceRNET, reaction intensity estimation"),
 }
+
+
+# The papers whose models train on Aff-Wild2's expression labels (FaceRNET's REC does): their settings carry the
+# label space of the release they read (``with_labels``).
+AFFWILD2_PAPERS = ("facechannel", "senet50", "temporal", "scan", "facernet")
+
+
+def with_labels(S: dict, root: Path) -> dict:
+    """``S`` with ``labels``: the expression classes its models train and the ABAW year their scores use,
+    from the edition of the Aff-Wild2 release under ``root`` and the ``expr_classes`` setting
+    (``affectlab.data.editions``). Unchanged for a paper that reads no Aff-Wild2 or a root without one."""
+    from affectlab.data import editions
+    from affectlab.data.abaw import detect_layout
+
+    if S.get("paper") not in AFFWILD2_PAPERS:
+        return S
+    root = Path(root)
+    try:
+        layout, base = detect_layout(root / "affwild2" if (root / "affwild2").is_dir() else root)
+    except FileNotFoundError:
+        return S
+    space = editions.label_space(editions.detect(base, layout), S.get("expr_classes"))
+    return {**S, "labels": editions.settings_labels(space)}
 
 
 def recipe(paper: str):
@@ -43,6 +66,9 @@ def settings(paper: str | None, profile: str = "quick", **overrides) -> dict:
 
     base = profile_settings(profile)
     own = recipe(paper).OVERRIDES[profile] if paper is not None else {}
+    if paper in AFFWILD2_PAPERS:
+        # None: the classes of the edition read (8 with Other from the 3rd ABAW on); 7: drop Other (counted)
+        own = {"expr_classes": None, **own}
     return {"paper": paper or "course", "profile": profile,
             **merge_settings(base, own, overrides, f"{paper or 'course'} setting(s)")}
 
@@ -80,6 +106,7 @@ def start(paper: str | None, profile: str = "quick", data_root=None, device="aut
     dev = str(resolve_device(device))
     set_seed(seed)
     root = resolve_data_root(data_root, S["preset"], world_seed)
+    S = with_labels(S, root)
     return Run(S, root, dev, "synthetic" if data_root is None else "real", seed)
 
 
@@ -99,3 +126,4 @@ class Job:
     task: dict
     notes: list = field(default_factory=list)
     n_train: int = 0          # training samples per epoch of the full data (before any --smoke limit)
+    labels: dict = field(default_factory=dict)   # edition, classes and head outputs (set by affectlab.fit)

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from affectlab import metrics as M
+from affectlab.data import editions
 from affectlab.data.clean import imbalanced_sampler, va_bins
 from affectlab.data.loaders import clip_dls, frame_batches, frame_dls
 from affectlab.models.facechannel import FaceChannel, FaceChannelS, facechannel_loss
@@ -70,9 +71,10 @@ def validation_rows(valid_df: pd.DataFrame, stride: int = 3) -> pd.DataFrame:
     return valid_df[rank % stride == stride - 1].reset_index(drop=True)
 
 
-def score(preds: dict, targs: dict) -> dict[str, float]:
+def score(preds: dict, targs: dict, space=None) -> dict[str, float]:
     """Table I's metrics over the whole validation set (never per-batch averages): CCC of each VA column the
-    model predicts, macro-F1 and accuracy of its expressions; unlabelled rows (VA -5, expression -1) left out."""
+    model predicts, macro-F1 (over every class of the label ``space``: 8 with ``Other`` from the 3rd ABAW on;
+    by default the head's) and accuracy of its expressions; unlabelled rows (VA -5, expression -1) left out."""
     out = {}
     if "va" in preds:
         va_t, va_p = targs["va"].numpy(), preds["va"].numpy()
@@ -82,14 +84,16 @@ def score(preds: dict, targs: dict) -> dict[str, float]:
     if "expr" in preds:
         e_t, e_p = targs["expr"].numpy(), preds["expr"].numpy()
         ok = e_t >= 0
-        out["f1"] = M.f1_macro(e_t[ok], e_p[ok], labels=range(7))
+        n = (space or editions.for_outputs(e_p.shape[1])).n_classes
+        out["f1"] = M.f1_macro(e_t[ok], e_p[ok], labels=range(n))
         out["accuracy"] = M.accuracy(e_t[ok], e_p[ok])
     return out
 
 
 def make_fc(S: dict, tasks) -> FaceChannel:
     """The FaceChannel variant with ``tasks`` at the profile's size, width and dropout."""
-    return FaceChannel(tasks=tasks, image_size=S["image_size"], width=S["width"], dropout=S["dropout"])
+    return FaceChannel(tasks=tasks, image_size=S["image_size"], width=S["width"], dropout=S["dropout"],
+                       n_classes=editions.space_of(S).n_classes)
 
 
 def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | None = None):
@@ -126,18 +130,22 @@ def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | Non
 _CODE = "facechannel"
 
 
-def fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
+def fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int, *,
+                    quiet: bool = False, retrain: bool = False):
     """One frame variant (``name``: ``FC``, ``FC_E``, ``FC_A``, ``FC_V``) trained from scratch by ``learner``
-    and predicted on ``valid_rows``. Returns the model (CPU, eval mode), its learning curve (``losses`` per
-    batch, ``values`` per epoch: [train loss, valid loss], as fastai's recorder), and ``predict``'s
+    and predicted on ``valid_rows``. Returns the model (CPU, eval mode), its training record (``losses`` per
+    batch and ``values`` per epoch — [train loss, valid loss] — as fastai's recorder, ``table`` the epoch
+    table fastai printed while it trained, ``reused`` whether it came from the cache), and ``predict``'s
     ``(preds, targs)``.
 
     The result is cached under data/cache, keyed by the settings, the variant, the seed, the device type and
     thread count, the rows and the training code (``affectlab.cache``): the chapter and the claims step
-    (chapter 03's seed is one of the claims' seeds) train each model once."""
+    (chapter 03's seed is one of the claims' seeds) train each model once. ``retrain``: train it again here
+    (and store that). ``quiet``: no progress bar or epoch table while it trains (the claims step)."""
     from types import SimpleNamespace
 
-    from affectlab.cache import cached, code_key, key, rows_key
+    from affectlab.cache import cached, code_key, is_cached, key, rows_key
+    from affectlab.epoch_table import EpochTable
     from affectlab.models.facechannel import VARIANTS
     from affectlab.train import resolve_device
 
@@ -146,18 +154,23 @@ def fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.D
     # measures both, so a one-thread run must never read a default-thread run's model).
     k = key(S, list(tasks), seed, resolve_device(device).type, torch.get_num_threads(), rows_key(train_df),
             rows_key(valid_rows), code_key(_CODE))
-    out = cached("facechannel-frame-model", k, lambda: _pack(*_fit_frame_model(S, name, train_df, valid_rows, device, seed)))
+    reused = is_cached("facechannel-frame-model", k) and not retrain
+    out = cached("facechannel-frame-model", k,
+                 lambda: _pack(*_fit_frame_model(S, name, train_df, valid_rows, device, seed, quiet)), refresh=retrain)
     model = make_fc(S, tasks).to(memory_format=torch.channels_last)   # as it trained
     model.load_state_dict({k[6:]: v for k, v in out.items() if k.startswith("model.")})
-    curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist())
+    curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist(),
+                            table=EpochTable.from_tensor(out["curve.table"]), reused=reused)
     unpack = lambda p: {k[len(p):]: v for k, v in out.items() if k.startswith(p)}  # noqa: E731
     return model.eval(), curve, unpack("preds."), unpack("targs.")
 
 
-def _pack(model, recorder, preds, targs) -> dict[str, torch.Tensor]:
+def _pack(model, learn, preds, targs) -> dict[str, torch.Tensor]:
+    recorder = learn.recorder
     return {**{f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
             "curve.losses": torch.tensor([float(x) for x in recorder.losses]),
             "curve.values": torch.tensor([[float(x) for x in v[:2]] for v in recorder.values]),
+            "curve.table": learn.epoch_table.to_tensor(),
             **{f"preds.{k}": v for k, v in preds.items()}, **{f"targs.{k}": v for k, v in targs.items()}}
 
 
@@ -168,11 +181,12 @@ def frame_dls_of(S: dict, train_df: pd.DataFrame, valid_rows: pd.DataFrame, seed
                      augment=True, seed=seed, **kw)
 
 
-def _fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int):
+def _fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.DataFrame, device, seed: int,
+                     quiet: bool):
     dls = frame_dls_of(S, train_df, valid_rows, seed)
-    learn = fit(learner(S, name, dls, device, seed), quiet=True)
+    learn = fit(learner(S, name, dls, device, seed), quiet=quiet)
     preds, targs = predict(learn, dls.valid)
-    return learn.model.cpu().eval(), learn.recorder, preds, targs
+    return learn.model.cpu().eval(), learn, preds, targs
 
 
 def frame_features(fc: FaceChannel, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
@@ -191,11 +205,14 @@ def va_sampler(df: pd.DataFrame, seed: int):
 
 
 def fit_sequence_model(S: dict, fc: FaceChannel, clean_df: pd.DataFrame, valid_df: pd.DataFrame,
-                       stride: int, device, seed: int, va_balanced: bool = False):
+                       stride: int, device, seed: int, va_balanced: bool = False, *, quiet: bool = False):
     """FC-S (``learner(S, "FC-S", ..., fc=fc)``) trained on ``fc``'s cached per-frame features of
     ``S["seq_len"]``-frame clips of ``clean_df`` (rare classes, or rare VA cells when ``va_balanced``, drawn
     more often) and predicted on the clips ending at every ``stride``-th validation frame. Returns the model
-    (CPU, eval mode), its fastai recorder, and ``predict``'s ``(preds, targs)``."""
+    (CPU, eval mode), its fastai recorder, and ``predict``'s ``(preds, targs)``. A multi-task-only release
+    (sampled frames, no clips) is refused."""
+    for df in (clean_df, valid_df):
+        editions.require_consecutive_frames(df, "FC-S", f"{S['seq_len']}-frame clips of consecutive frames")
     set_seed(seed)
     feats = (frame_features(fc, clean_df, S, device), frame_features(fc, valid_df, S, device))
     sampler = va_sampler(clean_df, seed) if va_balanced else imbalanced_sampler(clean_df.expr.to_numpy(), seed=seed)
@@ -203,7 +220,7 @@ def fit_sequence_model(S: dict, fc: FaceChannel, clean_df: pd.DataFrame, valid_d
                    sampler=sampler, seed=seed)
     dls.valid = clip_dls(valid_df, valid_df, s=S["seq_len"], stride=stride, targets=TARGETS,
                          features=(feats[1], feats[1]), bs=256, seed=seed).valid
-    learn = fit(learner(S, "FC-S", dls, device, seed, fc=fc), quiet=True)
+    learn = fit(learner(S, "FC-S", dls, device, seed, fc=fc), quiet=quiet)
     preds, targs = predict(learn, dls.valid)
     return learn.model.cpu().eval(), learn.recorder, preds, targs
 
@@ -215,8 +232,9 @@ def data(root: Path, S: dict, seed: int):
     from affectlab.data.clean import coherence_filter, oversample_classes, oversample_va_bins
 
     aw = affwild2_dir(root)
-    train_df = read_abaw_multitask(aw, "train", tasks=TARGETS_ABAW)
-    valid_df = read_abaw_multitask(aw, "val", tasks=TARGETS_ABAW)
+    space = editions.space_of(S)
+    train_df, valid_df = (editions.fit_labels(read_abaw_multitask(aw, split, tasks=TARGETS_ABAW), space,
+                                              "the FaceChannel's expression head")[0] for split in ("train", "val"))
     clean_df = coherence_filter(train_df)
     rng = np.random.default_rng(seed)
     by_class = budget(oversample_classes(clean_df, "expr", seed=seed), S["max_train_frames"], rng)
@@ -243,10 +261,11 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     rows = validation_rows(valid_df, stride)
     r, fc = {}, None
     for name in ("FC", "FC_E", "FC_A", "FC_V"):
-        model, _, preds, targs = fit_frame_model(S, name, by_va if name in VA_ONLY else by_class, rows, dev, seed)
+        model, _, preds, targs = fit_frame_model(S, name, by_va if name in VA_ONLY else by_class, rows, dev, seed,
+                                                 quiet=True)
         r[name] = score(preds, targs)
         fc = model if name == "FC" else fc
-    *_, preds, targs = fit_sequence_model(S, fc, clean_df, valid_df, stride, dev, seed)
+    *_, preds, targs = fit_sequence_model(S, fc, clean_df, valid_df, stride, dev, seed, quiet=True)
     r["FC-S"] = score(preds, targs)
     single = {"f1": "FC_E", "ccc_arousal": "FC_A", "ccc_valence": "FC_V"}
     mean = lambda name_of: float(np.mean([r[name_of(m)][m] for m in TABLE_I_METRICS]))  # noqa: E731
@@ -264,13 +283,17 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
 
     if weights is not None:
         raise ValueError("the FaceChannel trains from scratch (the paper's Table I): it takes no --weights")
-    _, _, valid_df, train, _ = data(root, S, seed)
+    train_df, _, valid_df, train, _ = data(root, S, seed)
     valid = validation_rows(valid_df)
+    space = editions.space_of(S)
     n_train = len(train)
     if limit is not None:
         train, valid = budget(train, limit[0], np.random.default_rng(seed)), valid.iloc[:limit[1]]
     dls = frame_dls_of(S, train, valid, seed, device=device, num_workers=S["num_workers"])
     learn = learner(S, "FC", dls, device, seed)
-    return Job(learn, lambda cbs: fit(learn, cbs), score, model="FaceChannel", variant="FC",
-               task={"ccc_valence": "VA", "ccc_arousal": "VA", "f1": "EXPR", "accuracy": "EXPR"},
-               n_train=n_train, notes=[f"{len(train)} class-balanced training frames, {len(valid)} validation rows"])
+    other = editions.dropped_note(space, sum(df.attrs.get("dropped", {}).get("class Other (expr_classes=7)", 0)
+                                             for df in (train_df, valid_df)))
+    return Job(learn, lambda cbs: fit(learn, cbs), lambda p, t: score(p, t, space), model="FaceChannel",
+               variant="FC", task={"ccc_valence": "VA", "ccc_arousal": "VA", "f1": "EXPR", "accuracy": "EXPR"},
+               n_train=n_train, notes=[f"{len(train)} class-balanced training frames, {len(valid)} validation rows, "
+                                       f"{space.n_classes} classes ({space.edition})", *([other] if other else [])])

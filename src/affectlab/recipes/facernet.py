@@ -11,6 +11,10 @@ partial annotation, the cached trunk embeddings, and the fits of REC, of its hea
     rec = recipe.fit_rec_heads(S, REC(trunk=trunk), (z["train"], recipe.frame_targets(aw_train)), (z["val"], ...), 1.0)
     learn = recipe.fit_variant(S, dls, device, seed, loss="pearson")   # recipe.learner + affectlab.train.fit
     preds, targs = affectlab.train.predict(learn, dls.valid)      # {"intensity": [N, 7]} each
+
+Hume-Vidmimic2 (emotional mimicry intensity, 6th and 8th ABAW; ``affectlab.data.mimicry``) trains the same FaceRNet
+with a head of its 6 emotions: ``command_job`` reads whichever of the two data sets ``--data-root`` holds, and
+``mimicry_demo`` is chapter 07's short mimicry run.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from affectlab.labels import AUS_17
+from affectlab.data import editions
+from affectlab.labels import AUS_17, REACTIONS
 from affectlab.models.facernet import REC, FaceRNetLoss, RECLoss, rec_representations
 
 OVERRIDES: dict[str, dict] = {
@@ -105,7 +110,9 @@ def data(root, S: dict, seed: int):
     from affectlab.data.hume import read_hume
 
     stride = S["rec_frame_stride"]
-    aw, aw_va = rec_frames(root, "train"), rec_frames(root, "val")
+    space = editions.space_of(S)
+    aw, aw_va = (editions.fit_labels(rec_frames(root, split), space, "REC's expression head")[0]
+                 for split in ("train", "val"))
     aw, aw_va = aw[aw["frame"] % stride == 0], aw_va[aw_va["frame"] % stride == 0]
     return (partial_annotation(aw, S["label_shares"], seed=seed), aw_va, read_hume(root, "train"),
             read_hume(root, "val"))
@@ -120,19 +127,26 @@ def frame_targets(df) -> dict[str, torch.Tensor]:
 
 # --- REC: whole CNN, or heads on cached trunk embeddings ---------------------------------------------------
 
+def make_rec(S: dict, **kw) -> REC:
+    """A REC whose expression head has the settings' classes (``editions.space_of(S)``: 7, or 8 with Other
+    on a 3rd-ABAW-or-later release); ``kw``: ``width`` or ``trunk``. FaceRNET's distribution-matching loss
+    knows no AU of Other: ``losses.distribution_matching_loss`` leaves it out of the AU pseudo-targets."""
+    return REC(**kw, n_classes=editions.space_of(S).n_classes)
+
+
 def train_rec(train_df, valid_df, dm_weight: float, profile: str = "quick", device="auto", seed: int = 0,
-              quiet: bool = False):
+              quiet: bool = False, S: dict | None = None):
     """Train a whole REC CNN with L_REC (``dm_weight=0``: without L_DM): one cycle of ``rec_epochs`` at
-    ``rec_lr``; returns the fastai Learner."""
+    ``rec_lr``; returns the fastai Learner. ``S``: the run's settings (its label space; default the profile's)."""
     from affectlab.data.loaders import frame_dls
     from affectlab.recipes import settings
     from affectlab.train import fit, resolve_device, set_seed
 
-    S = settings("facernet", profile)
+    S = S or settings("facernet", profile)
     set_seed(seed)
     dls = frame_dls(train_df, valid_df, targets=("expr", "va", "au"), size=S["image_size"],
                     bs=S["rec_batch_size"], aus=AUS_17, device=str(resolve_device(device)), seed=seed)
-    return fit(learner(S, REC(width=S["rec_width"]), dls, device, seed, dm_weight=dm_weight), quiet=quiet)
+    return fit(learner(S, make_rec(S, width=S["rec_width"]), dls, device, seed, dm_weight=dm_weight), quiet=quiet)
 
 
 def _normalised_frames(paths: list[str], size: int, device, batch: int):
@@ -212,6 +226,7 @@ def _keep_best_epoch(monitor: str = "reaction_pearson"):
     import copy
 
     from fastai.callback.tracker import TrackerCallback
+    from fastai.torch_core import get_model
 
     class KeepBestEpoch(TrackerCallback):
         def before_fit(self):
@@ -220,8 +235,8 @@ def _keep_best_epoch(monitor: str = "reaction_pearson"):
 
         def after_epoch(self):
             super().after_epoch()
-            if self.new_best:
-                self.state, self.best_epoch = copy.deepcopy(self.learn.model.state_dict()), self.epoch
+            if self.new_best:   # get_model: the bare model's names, also while torchrun wraps it in DDP
+                self.state, self.best_epoch = copy.deepcopy(get_model(self.learn.model).state_dict()), self.epoch
 
         def after_fit(self):
             if self.state is not None:   # None: a fit resumed after its best epoch; it keeps its last weights
@@ -257,7 +272,8 @@ def learner(S: dict, model: nn.Module, dls, device, seed: int, *, loss: str = "p
     if isinstance(model, REC):
         from affectlab.metrics import au_f1, expr_f1, va_score
 
-        learn = make_learner(dls, model, RECLoss(dm_weight), [expr_f1(), va_score(), au_f1()], device=device)
+        learn = make_learner(dls, model, RECLoss(dm_weight), [expr_f1(n_classes=model.n_classes), va_score(), au_f1()],
+                             device=device)
         learn.plan = Plan(epochs or S["rec_epochs"], lr or S["rec_lr"], "one_cycle")
         return learn
     if isinstance(model, RECHeads):
@@ -268,7 +284,8 @@ def learner(S: dict, model: nn.Module, dls, device, seed: int, *, loss: str = "p
         return learn
     set_seed(seed)
     cbs = [_keep_best_epoch()] if keep_best else []
-    learn = make_learner(dls, model, FaceRNetLoss(loss), [reaction_pearson_metric()], device=device, wd=S["wd"], cbs=cbs)
+    metric = reaction_pearson_metric(targets=getattr(dls, "targets", REACTIONS))   # the data set's intensities
+    learn = make_learner(dls, model, FaceRNetLoss(loss), [metric], device=device, wd=S["wd"], cbs=cbs)
     learn.plan = Plan(epochs or S["epochs"], lr or S["lr"], "one_cycle")
     return learn
 
@@ -296,7 +313,7 @@ def hume_rec_features(root, trunk: nn.Module, S: dict, device="auto", seed: int 
     aw, aw_va, hume_tr, hume_va = data(root, S, seed)
     emb = {split: frame_embeddings(trunk, df["path"], size, device, cache="facernet-trunk-frames")
            for split, df in (("train", aw), ("val", aw_va))}
-    rec = fit_rec_heads(S, REC(trunk=trunk), (emb["train"], frame_targets(aw)), (emb["val"], frame_targets(aw_va)),
+    rec = fit_rec_heads(S, make_rec(S, trunk=trunk), (emb["train"], frame_targets(aw)), (emb["val"], frame_targets(aw_va)),
                         1.0, seed)
     videos = pd.concat([hume_tr, hume_va], ignore_index=True)
     hume_emb = frame_embeddings(trunk, video_frame_paths(videos), size, device, cache="facernet-trunk-hume")
@@ -325,15 +342,17 @@ def fit_variant(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pear
 
     _rewind(dls)
     set_seed(seed)
-    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], **model_kw)
+    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], **{"n_classes": editions.space_of(S).n_classes,
+                                                                         **model_kw})
     return train_facernet(dls, model, S, device, seed, loss=loss, quiet=quiet, keep_best=True)
 
 
-def score(preds: dict, targs: dict) -> dict[str, float]:
-    """The challenge's figure over the whole validation split: mean Pearson ρ over the reactions."""
+def score(preds: dict, targs: dict, targets: Sequence[str] = REACTIONS) -> dict[str, float]:
+    """The challenge's figure over the whole validation split: mean Pearson ρ over the data set's intensities
+    (Hume-Reaction's 7 reactions; Hume-Vidmimic2's 6 emotions with ``targets=MIMICRY_EMOTIONS``)."""
     from affectlab.metrics import reaction_pearson
 
-    return {"pearson": reaction_pearson(targs["intensity"], preds["intensity"])}
+    return {"pearson": reaction_pearson(targs["intensity"], preds["intensity"], targets)}
 
 
 def variant_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", **model_kw) -> float:
@@ -399,27 +418,109 @@ def fixed_length(hume_train) -> int:
 # --- the command's entry (python -m affectlab.fit facernet) ------------------------------------------------
 
 def command_job(S: dict, root, device, seed: int, limit: tuple[int, int] | None = None, weights=None):
-    """FaceRNet with its REC (``rec_width``) trained as one network on Hume-Reaction's videos of frames at
-    ``image_size`` px, padded to ``t`` (the Mask keeps each video's true length), with the paper's loss
-    (1 − mean Pearson ρ), Adam at ``lr`` (the paper's rate from scratch) and the best epoch kept, built by
-    ``learner`` as the chapter's FaceRNets. ``limit=(train, valid)`` videos (``--smoke``). Returns a ``recipes.Job``."""
-    from affectlab.data.hume import read_hume
+    """FaceRNet with its REC (``rec_width``) trained as one network on the videos of frames at ``image_size`` px
+    of the data set under ``root`` — Hume-Reaction (7 reactions) or Hume-Vidmimic2 (6 mimicry emotions), told
+    apart by their files (``affectlab.data.mimicry.video_dataset``; a root holding both is an error asking for
+    one) — padded to ``t`` (the Mask keeps each video's true length), a head of as many outputs as the data set
+    has intensities, the paper's loss (1 − mean Pearson ρ), Adam at ``lr`` (the paper's rate from scratch) and
+    the best epoch kept, built by ``learner`` as the chapter's FaceRNets; scored by the challenge's mean Pearson ρ
+    over those intensities. ``limit=(train, valid)`` videos (``--smoke``). Returns a ``recipes.Job``."""
+    from functools import partial
+
     from affectlab.data.loaders import video_dls
+    from affectlab.data.mimicry import DATASET, read_videos, video_dataset
     from affectlab.models.facernet import FaceRNet
     from affectlab.recipes import Job
     from affectlab.train import fit, set_seed
 
     if weights is not None:
         raise ValueError("FaceRNet's REC trains from scratch here: it takes no --weights")
-    train, valid = read_hume(root, "train"), read_hume(root, "val")
+    dataset = video_dataset(root)
+    train, valid = read_videos(root, "train"), read_videos(root, "val")
+    targets = tuple(train.attrs["targets"])
     n_train = len(train)
     if limit is not None:
         train, valid = train.iloc[:limit[0]], valid.iloc[:limit[1]]
     set_seed(seed)
     dls = video_dls(train, valid, t=S["t"], size=S["image_size"], bs=S["batch_size"], device=device,
-                    num_workers=S["num_workers"], seed=seed)
-    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], rec=REC(width=S["rec_width"]))
+                    num_workers=S["num_workers"], seed=seed, targets=targets)
+    model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], rec=make_rec(S, width=S["rec_width"]),
+                     n_out=len(targets))
     learn = learner(S, model, dls, device, seed)
-    return Job(learn, lambda cbs: fit(learn, cbs), score, model="FaceRNet", variant="end_to_end",
-               task={"pearson": "REACTION"},
-               n_train=n_train, notes=[f"{len(train)} training videos, {len(valid)} validation videos, t = {S['t']} frames"])
+    return Job(learn, lambda cbs: fit(learn, cbs), partial(score, targets=targets), model="FaceRNet",
+               variant="end_to_end", task={"pearson": "MIMICRY" if dataset == DATASET else "REACTION"},
+               n_train=n_train,
+               notes=[f"{dataset}: {len(targets)} intensities ({', '.join(targets)}), scored by their mean Pearson ρ",
+                      f"{len(train)} training videos, {len(valid)} validation videos, t = {S['t']} frames"])
+
+
+# --- chapter 07's mimicry section --------------------------------------------------------------------------
+
+def mimicry_root(root, S: dict):
+    """The folder of Hume-Vidmimic2 for ``root``: ``root`` itself when it holds the data set's split files; for
+    a synthetic world without it (the course world never has it), the world's Hume-Vidmimic2 beside it,
+    ``<root>-vidmimic`` (as ``python -m affectlab.data.synth --corpora vidmimic`` names it), made on first use
+    with the world's preset and seed (the quick one's in tens of seconds)."""
+    import json
+    from pathlib import Path
+
+    from affectlab.data.mimicry import find_release
+    from affectlab.data.synth import make_world
+
+    root = Path(root)
+    if find_release(root) is not None or not (root / "manifest.json").is_file():
+        return root              # the data set, or a real root: read_vidmimic says what it lacks
+    world = json.loads((root / "manifest.json").read_text())
+    return make_world(root.with_name(f"{root.name}-vidmimic"), preset=world.get("preset") or S["preset"],
+                      seed=world.get("seed", 0), progress=False, corpora=("vidmimic",))
+
+
+def mimicry_demo(root, S: dict, device="auto", seed: int = 0, *, rec: REC | None = None) -> dict:
+    """Chapter 07's mimicry section in one call: FaceRNet with a head of Hume-Vidmimic2's 6 emotions, trained on
+    the Hume-Vidmimic2 of ``root`` (``mimicry_root``: beside the synthetic world, made on first use), the best
+    epoch on validation ρ kept; the videos padded to the longest clip (``t`` at most).
+
+    - ``rec``: the chapter's REC (its frozen trunk and the heads fitted with L_DM): FaceRNet reads REC's
+      representations of every frame, as the chapter's reaction variants do (``fit_variant``; the trunk's
+      embeddings cached as ``facernet-trunk-vidmimic``) — about half a minute on the quick world on a 2-core CPU
+      (the world itself, made once, as long again);
+    - no ``rec``: FaceRNet end to end with a REC of ``rec_width`` from scratch at ``image_size`` px, as
+      ``python -m affectlab.fit facernet`` trains it (minutes on the quick world on a CPU).
+
+    Returns ``{"targets": the 6 emotions, "pearson": {emotion: ρ} on the validation videos, "score": their mean
+    (the challenge's figure), "videos": (training, validation), "best_epoch", "seconds"}``."""
+    import time
+
+    from affectlab.data.loaders import video_dls
+    from affectlab.data.mimicry import read_vidmimic
+    from affectlab.metrics import mimicry_pearson, pearson
+    from affectlab.models.facernet import FaceRNet
+    from affectlab.train import predict, resolve_device, set_seed
+
+    t0 = time.time()
+    root = mimicry_root(root, S)
+    train, valid = read_vidmimic(root, "train"), read_vidmimic(root, "val")
+    targets = tuple(train.attrs["targets"])
+    # padded to the longest clip, not beyond (no clip is cut): the GRU's steps, the demo's cost, scale with t
+    S = {**S, "t": min(S["t"], int(max(train["length"].max(), valid["length"].max())))}
+    dev = str(resolve_device(device))
+    if rec is not None:
+        size = int(getattr(rec.features, "pretrain_info", {}).get("image_size", S["image_size"]))
+        videos = pd.concat([train, valid], ignore_index=True)
+        emb = frame_embeddings(rec.features, video_frame_paths(videos), size, dev, cache="facernet-trunk-vidmimic")
+        feats = rec_video_features(rec, videos, embeddings=emb)
+        dls = video_dls(train, valid, t=S["t"], bs=S["batch_size"], features={k: v.numpy() for k, v in feats.items()},
+                        device=dev, seed=seed, targets=targets)
+        learn = fit_variant(S, dls, dev, seed, n_out=len(targets), n_classes=rec.n_classes)
+    else:
+        set_seed(seed)
+        dls = video_dls(train, valid, t=S["t"], size=S["image_size"], bs=S["batch_size"], device=dev, seed=seed,
+                        targets=targets)
+        model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], rec=make_rec(S, width=S["rec_width"]),
+                         n_out=len(targets))
+        learn = train_facernet(dls, model, S, dev, seed, quiet=True, keep_best=True)
+    preds, targs = predict(learn, dls.valid)
+    y, p = targs["intensity"].numpy(), preds["intensity"].numpy()
+    return {"targets": targets, "pearson": {e: pearson(y[:, k], p[:, k]) for k, e in enumerate(targets)},
+            "score": mimicry_pearson(y, p), "videos": (len(train), len(valid)), "best_epoch": learn.best_epoch,
+            "seconds": round(time.time() - t0, 1)}

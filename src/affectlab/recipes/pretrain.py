@@ -110,17 +110,26 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
     course's world's whatever the seed (``world_seed`` draws another world).
     """
     from affectlab.data.roots import resolve_data_root
-    from affectlab.cache import cached, code_key, data_key, key as cache_key
+    from affectlab.cache import cached, code_key, data_key, is_cached, key as cache_key
     from affectlab.train import profile_settings
 
     settings = _settings(profile, arch=arch, width=width, image_size=image_size, epochs=epochs)
     if weights is not None:
-        body = Backbone(settings["arch"], settings["width"])
+        settings["width"] = 64                                  # the release's; the quick profile's 16 is not
+        body = Backbone(settings["arch"], vggface2=True)
         report = load_vggface2(body, weights)
         body.pretrain_info = {**settings, "source": "vggface2", "load_report": str(report)}
         return body.eval()
     root = resolve_data_root(data_root, profile_settings(profile)["preset"], world_seed)   # seed: training only
     key = cache_key("face_feature_model", code_key("pretrain"), settings, data_key(root), seed)
+    if not is_cached(f"face-feature-{profile}", key):
+        # said, and shown: a chapter that finds no cached face model trains one here, before its own models
+        print(f"pre-training the course's face model (seed {seed}): a {settings['arch']} of width {settings['width']} "
+              f"learns the 7 expressions and valence/arousal of the static corpora (AffectNet, RAF-DB, ExpW formats) "
+              f"at {settings['image_size']} px for {settings['epochs']} epochs; fastai's bar shows the time left. "
+              "It is cached for every later chapter at this seed (`make course` / `make test` build the seed-0 one "
+              "first).", flush=True)
+        progress = True
     state = cached(f"face-feature-{profile}", key, lambda: pretrain(root, settings, device, seed, progress))
     body = Backbone(settings["arch"], settings["width"])
     body.load_state_dict({k[len("body."):]: v for k, v in state.items() if k.startswith("body.")})

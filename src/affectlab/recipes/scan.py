@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from affectlab.data import editions
 from affectlab.models.scan import SCANCCI, CachedMaps, MapsOf, PlainResNet, scancci_loss
 from affectlab.cache import data_key, files_key, key
 from affectlab.data.loaders import frame_batches
@@ -124,28 +125,34 @@ def learner(S: dict, model: nn.Module, dls, device, seed: int):
     return learn
 
 
-def score(preds: dict, targs: dict, occluded=None) -> dict[str, float]:
-    """Table 2's figures over every validation frame (macro-F1, accuracy, the ABAW 2020 expression score);
-    with an ``occluded`` mask, also accuracy and macro-F1 on the occluded and the unoccluded frames."""
+def score(preds: dict, targs: dict, occluded=None, space=None) -> dict[str, float]:
+    """Table 2's figures over every validation frame (macro-F1 over the label ``space``'s classes, accuracy,
+    the ABAW expression score of its edition; by default the head's 7 or 8 classes); with an ``occluded``
+    mask, also accuracy and macro-F1 on the occluded and the unoccluded frames."""
     from affectlab.metrics import abaw_expr_score, accuracy, f1_macro
 
+    space = space or editions.for_outputs(preds["expr"].shape[-1])
+    n = space.n_classes
     y, p = targs["expr"].numpy(), preds["expr"].argmax(-1).numpy()
-    r = {"f1": f1_macro(y, p, labels=range(7)), "accuracy": accuracy(y, p), "expr_score": abaw_expr_score(y, p)}
+    r = {"f1": f1_macro(y, p, labels=range(n)), "accuracy": accuracy(y, p),
+         "expr_score": abaw_expr_score(y, p, year=space.year)}
     if occluded is not None and occluded.any():
         for name, m in (("occluded", occluded), ("unoccluded", ~occluded)):
             r[f"accuracy_{name}"] = accuracy(y[m], p[m])
-            r[f"f1_{name}"] = f1_macro(y[m], p[m], labels=range(7))
+            r[f"f1_{name}"] = f1_macro(y[m], p[m], labels=range(n))
     return r
 
 
 def data(root: Path, S: dict, seed: int):
     """Chapter 06's Aff-Wild2 expression frames ``(train_df, valid_df)``: every frame (``S`` and ``seed`` draw
     nothing here; they are the recipes' common signature). In the synthetic world the validation frames carry
-    ``occluded`` / ``occluder`` from its ground truth (a real release has none)."""
+    ``occluded`` / ``occluder`` from its ground truth (a real release has none). Expressions in the settings'
+    label space: the edition's classes (8 with Other from the 3rd ABAW on), or 7 with ``expr_classes=7``."""
     from affectlab.data.abaw import read_abaw
 
-    train_df = read_abaw(root, "EXPR", "train", keep_other=False)
-    valid_df = read_abaw(root, "EXPR", "val", keep_other=False)
+    space = editions.space_of(S)
+    train_df, valid_df = (editions.fit_labels(read_abaw(root, "EXPR", split), space, "SCAN+CCI's expression heads")[0]
+                          for split in ("train", "val"))
     if (Path(root) / "manifest.json").is_file():
         from affectlab.data.synth import read_ground_truth
 
@@ -155,16 +162,17 @@ def data(root: Path, S: dict, seed: int):
 
 
 def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings: dict, device="auto", seed: int = 0,
-                  occluded=None):
+                  occluded=None, *, quiet: bool = False):
     """``model`` trained on cached maps (rare classes drawn more often, as the paper's imbalanced sampler) and
     scored on every validation frame: ``(scores, predicted classes)``; with an ``occluded`` mask, also
-    accuracy and macro-F1 on the occluded and the unoccluded frames."""
+    accuracy and macro-F1 on the occluded and the unoccluded frames. ``quiet``: no progress bar or epoch
+    table (the claims step)."""
     from affectlab.data.clean import imbalanced_sampler
     from affectlab.train import predict
 
     dls = maps_dls(train_maps, valid_maps, bs=settings["batch_size"],
                    sampler=imbalanced_sampler(train_maps["expr"].numpy(), seed=seed), device=device, seed=seed)
-    learn = fit(learner(settings, model, dls, device, seed), quiet=True)
+    learn = fit(learner(settings, model, dls, device, seed), quiet=quiet)
     preds, targs = predict(learn, dls.valid)
     return score(preds, targs, occluded), preds["expr"].argmax(-1).numpy()
 
@@ -173,8 +181,8 @@ def make_scancci(body: nn.Module, settings: dict) -> SCANCCI:
     """SCAN + CCI on a copy of ``body`` with the profile's m, k, hidden width, shared local SCAN and frozen
     stages."""
     S = settings
-    return SCANCCI(copy.deepcopy(body), m=S["m"], k=S["k"], hidden=S["hidden"], shared_local=S["shared_local"],
-                   freeze_through=S["freeze_through"])
+    return SCANCCI(copy.deepcopy(body), editions.space_of(S).n_classes, m=S["m"], k=S["k"], hidden=S["hidden"],
+                   shared_local=S["shared_local"], freeze_through=S["freeze_through"])
 
 
 def make_plain(body: nn.Module, settings: dict) -> PlainResNet:
@@ -182,7 +190,8 @@ def make_plain(body: nn.Module, settings: dict) -> PlainResNet:
     frozen, and, when the backbone is frozen (quick), conv5_x too — SCAN+CCI has no conv5_x, so both then
     train only their heads on the same frozen pre-trained maps; with nothing frozen (paper) both train all."""
     frozen = settings["freeze_through"] is not None
-    return PlainResNet(copy.deepcopy(body), freeze_through=settings["freeze_through"], train_conv5=not frozen)
+    return PlainResNet(copy.deepcopy(body), editions.space_of(settings).n_classes,
+                       freeze_through=settings["freeze_through"], train_conv5=not frozen)
 
 
 def random_body(face: nn.Module, seed: int) -> nn.Module:
@@ -211,11 +220,11 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     size, dk = face.pretrain_info["image_size"], data_key(run.root)
     maps = {s: cached_maps(face, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
 
-    scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
-    plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded)
+    scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
+    plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
     body = random_body(face, seed)
     rmaps = {s: cached_maps(body, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
-    scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed)
+    scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed, quiet=True)
     out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
     if occluded is not None and occluded.any():
         drop = lambda r: r["accuracy_unoccluded"] - r["accuracy_occluded"]  # noqa: E731
@@ -237,17 +246,22 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     from affectlab.recipes import Job
 
     train_df, valid_df = data(root, S, seed)
+    space = editions.space_of(S)
     n_train = len(train_df)
     if limit is not None:
         valid_df = valid_df.iloc[:limit[1]]
     set_seed(seed)
-    backbone = Backbone(S["backbone"])
+    backbone = Backbone(S["backbone"], vggface2=weights is not None)   # the release network takes its weights
     notes = [f"start weights: {load_vggface2(backbone, weights)}" if weights else
              f"start weights: none given (--weights): a randomly initialised {S['backbone']}",
-             f"{len(train_df)} training frames (drawn by the imbalanced sampler), {len(valid_df)} validation frames"]
+             f"{len(train_df)} training frames (drawn by the imbalanced sampler), {len(valid_df)} validation frames; "
+             f"{space.n_classes} classes ({space.edition})"]
+    other = editions.dropped_note(space, sum(df.attrs.get("dropped", {}).get("class Other (expr_classes=7)", 0)
+                                             for df in (train_df, valid_df)))
+    notes += [other] if other else []
     sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
     dls = frame_dls(train_df, valid_df, targets=("expr",), size=S["image_size"], bs=S["batch_size"], augment=True,
                     sampler=sampler, device=device, num_workers=S["num_workers"], seed=seed)
     learn = learner(S, make_scancci(backbone, S), dls, device, seed)
-    return Job(learn, lambda cbs: fit(learn, cbs), score, model="SCANCCI", variant=S["backbone"], task={},
+    return Job(learn, lambda cbs: fit(learn, cbs), lambda p, t: score(p, t, space=space), model="SCANCCI", variant=S["backbone"], task={},
                n_train=n_train, notes=notes)

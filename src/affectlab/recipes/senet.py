@@ -24,10 +24,10 @@ from fastai.callback.core import Callback, CancelTrainException
 from torch import nn
 
 from affectlab import metrics as M
+from affectlab.data import editions
 from affectlab.data.abaw import read_abaw
 from affectlab.data.loaders import frame_batches, frame_dls
 from affectlab.data.static import read_expw
-from affectlab.labels import EXPRESSIONS
 from affectlab.models.senet import FeatureHead, SENet50Classifier, senet_loss
 from affectlab.cache import files_key, key
 from affectlab.train import Plan, features, fit, make_learner, weights_digest
@@ -115,7 +115,8 @@ class ValidateEvery(Callback):
 
 def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_batch: int = 64,
                   batch: int = 256, validate_every: int | None = None, monitor: str = "expr_score",
-                  augment: bool = True, device="auto", log_name: str | None = None, fname: str = "senet_best"):
+                  augment: bool = True, device="auto", log_name: str | None = None, fname: str = "senet_best",
+                  space: editions.LabelSpace = editions.COURSE_DEFAULT):
     """A Learner with the paper's recipe (``learner`` adds its schedule: ``learn.plan``, run by ``train.fit``).
 
     ``dls`` should deliver micro-batches of ``micro_batch`` images; gradients are accumulated to ``batch``.
@@ -124,8 +125,6 @@ def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_ba
     from fastai.callback.tracker import SaveModelCallback
     from fastai.callback.training import GradientAccumulation
 
-    from affectlab.metrics import expr_accuracy, expr_f1, expr_score
-
     cbs = [SaveModelCallback(monitor=monitor, comp=None, fname=fname)]
     if batch > micro_batch:
         cbs.append(GradientAccumulation(n_acc=batch))
@@ -133,9 +132,17 @@ def paper_learner(dls, model: SENet50Classifier, class_weights=None, *, micro_ba
         cbs.append(PaperColorJitter())
     if validate_every:
         cbs.append(ValidateEvery(validate_every, max(batch // micro_batch, 1)))
-    return make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
+    return make_learner(dls, model, senet_loss(class_weights), expression_metrics(space),
                         device=device, cbs=cbs, log_name=log_name, splitter=senet_splitter, opt_func=paper_sgd,
                         wd_bn_bias=True)  # PyTorch's SGD (the paper's) decays biases and BatchNorm weights too
+
+
+def expression_metrics(space: editions.LabelSpace) -> list:
+    """What fastai reports each validation: macro-F1 over the label space's classes, accuracy, and the ABAW
+    score of its edition's year (the monitor of the best model)."""
+    from affectlab.metrics import expr_accuracy, expr_f1, expr_score
+
+    return [expr_f1(n_classes=space.n_classes), expr_accuracy(), expr_score(year=space.year)]
 
 
 def learner(S: dict, model: SENet50Classifier | FeatureHead, dls, device, seed: int, *, class_weights=None,
@@ -152,16 +159,16 @@ def learner(S: dict, model: SENet50Classifier | FeatureHead, dls, device, seed: 
       ``S["head_lr"]``, held constant."""
     from fastai.callback.training import GradientAccumulation
 
-    from affectlab.metrics import expr_accuracy, expr_f1, expr_score
-
+    space = editions.space_of(S)
     if isinstance(model, FeatureHead):
-        learn = make_learner(dls, model, senet_loss(class_weights), [expr_f1(), expr_accuracy(), expr_score()],
+        learn = make_learner(dls, model, senet_loss(class_weights), expression_metrics(space),
                              device=device, opt_func=paper_sgd, wd_bn_bias=True,  # the paper's SGD decays biases
                              cbs=[GradientAccumulation(n_acc=4 * S["micro_batch"])], fp16=False)   # a linear layer
         learn.plan = Plan(1, S["head_lr"], "constant")
         return learn
     learn = paper_learner(dls, model, class_weights, micro_batch=S["micro_batch"], batch=S["batch"],
-                          validate_every=S["validate_every"], device=device, log_name=log_name, fname=fname)
+                          validate_every=S["validate_every"], device=device, log_name=log_name, fname=fname,
+                          space=space)
     learn.plan = Plan(S["epochs"], slice(S["lr_body"], S["lr_head"]), "constant")
     return learn
 
@@ -183,25 +190,32 @@ def data(root: Path, S: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd
             df.iloc[np.sort(rng.choice(len(df), n, replace=False))].reset_index(drop=True)
 
     aw = _subdir(root, "affwild2")
-    train_aw = budget(read_abaw(aw, "EXPR", "train", keep_other=False), S["max_train_frames"])
-    valid = read_abaw(aw, "EXPR", "val", keep_other=False)
+    train_aw, valid = (expressions(aw, split, S) for split in ("train", "val"))
+    train_aw = budget(train_aw, S["max_train_frames"])
     valid = valid[valid.groupby("video").cumcount() % 3 == 2].reset_index(drop=True)
     extra = budget(read_expw(_subdir(root, "expw"), "train"), S["max_extra"])
     return train_aw, valid, extra
 
 
-def score(preds: dict, targs: dict) -> dict[str, float]:
+def expressions(aw: Path, split: str, S: dict) -> pd.DataFrame:
+    """Aff-Wild2's expression frames of ``split`` in the settings' label space: every class of the edition
+    (8 with Other from the 3rd ABAW on), or the 7 with ``expr_classes=7`` (Other's frames dropped, counted)."""
+    return editions.fit_labels(read_abaw(aw, "EXPR", split), editions.space_of(S), "the SE-ResNet's expression head")[0]
+
+
+def score(preds: dict, targs: dict, space=None) -> dict[str, float]:
     """``score_classes`` of a model's ``predict`` output (``expr`` logits against ``expr`` labels)."""
-    return score_classes(targs["expr"], preds["expr"].argmax(1))
+    return score_classes(targs["expr"], preds["expr"].argmax(1), space or editions.for_outputs(preds["expr"].shape[1]))
 
 
-def score_classes(t, p) -> dict[str, float]:
-    """The paper's figures of predicted classes ``p`` against labels ``t``: macro-F1, accuracy, the ABAW 2020
-    expression score and each class's F1 (``f1_<expression>``, Table 2)."""
+def score_classes(t, p, space: editions.LabelSpace = editions.COURSE_DEFAULT) -> dict[str, float]:
+    """The paper's figures of predicted classes ``p`` against labels ``t``: macro-F1 over the label space's
+    classes, accuracy, the ABAW expression score of its edition (the 2020 formula on 7 classes, macro-F1 over
+    8 from 2022) and each class's F1 (``f1_<expression>``, Table 2)."""
     t, p = np.asarray(t), np.asarray(p)
-    return {"f1": M.f1_macro(t, p, labels=range(7)), "accuracy": M.accuracy(t, p),
-            "expr_score": M.abaw_expr_score(t, p),
-            **{f"f1_{e}": M.f1_macro(t, p, labels=[k]) for k, e in enumerate(EXPRESSIONS)}}
+    return {"f1": M.f1_macro(t, p, labels=range(space.n_classes)), "accuracy": M.accuracy(t, p),
+            "expr_score": M.abaw_expr_score(t, p, year=space.year),
+            **{f"f1_{e}": M.f1_macro(t, p, labels=[k]) for k, e in enumerate(space.classes)}}
 
 
 def frame_features(net: nn.Module, df: pd.DataFrame, S: dict, device) -> torch.Tensor:
@@ -224,14 +238,15 @@ def head_dls(S: dict, train: tuple, valid: tuple, seed: int):
                       seed=seed, drop_last=False)
 
 
-def train_head(S: dict, feats: torch.Tensor, y: torch.Tensor, class_weights, valid: tuple, device, seed: int):
+def train_head(S: dict, feats: torch.Tensor, y: torch.Tensor, class_weights, valid: tuple, device, seed: int, *,
+               quiet: bool = False):
     """A ``FeatureHead`` (initialised under ``seed``, so paired heads start alike) on frozen ``feats``,
     trained by ``learner`` on ``head_dls`` (``valid``: the validation ``(features, labels)`` fastai reports
     on). Returns ``features -> classes``."""
     torch.manual_seed(seed)
-    head = FeatureHead(feats)
+    head = FeatureHead(feats, editions.space_of(S).n_classes)
     dls = head_dls(S, (feats, torch.as_tensor(y)), (valid[0], torch.as_tensor(valid[1])), seed)
-    fit(learner(S, head, dls, device, seed, class_weights=class_weights), quiet=True)
+    fit(learner(S, head, dls, device, seed, class_weights=class_weights), quiet=quiet)
     head = head.cpu().eval()
     return lambda f: head(f)["expr"].argmax(1)
 
@@ -253,15 +268,16 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     S, dev = run.S, run.device
     train_aw, _, extra = data(run.root, S, seed)
     merged = pd.concat([train_aw, extra], ignore_index=True)
-    valid = read_abaw(_subdir(run.root, "affwild2"), "EXPR", "val", keep_other=False)
+    valid = expressions(_subdir(run.root, "affwild2"), "val", S)
+    space = editions.space_of(S)
     body = face_feature_model(profile, data_root, dev, 0)
     f_train, f_valid = frame_features(body, merged, S, dev), frame_features(body, valid, S, dev)
     y = torch.as_tensor(merged.expr.to_numpy())
     rare_f1 = {}
     for weighted in (True, False):
-        w = torch.as_tensor(class_weights(y.numpy()), dtype=torch.float32) if weighted else None
-        head = train_head(S, f_train, y, w, (f_valid, valid.expr.to_numpy()), dev, seed)
-        s = score_classes(valid.expr.to_numpy(), head(f_valid).numpy())
+        w = torch.as_tensor(class_weights(y.numpy(), space.n_classes), dtype=torch.float32) if weighted else None
+        head = train_head(S, f_train, y, w, (f_valid, valid.expr.to_numpy()), dev, seed, quiet=True)
+        s = score_classes(valid.expr.to_numpy(), head(f_valid).numpy(), space)
         rare_f1[weighted] = float(np.mean([s[f"f1_{e}"] for e in RARE]))
     return {"senet_weighted_rare": (rare_f1[True], rare_f1[False])}
 
@@ -279,19 +295,28 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     from affectlab.train import set_seed
 
     train_aw, valid, extra = data(root, S, seed)
+    space = editions.space_of(S)
     merged = pd.concat([train_aw, extra], ignore_index=True)
     n_train = len(merged)
     if limit is not None:
         merged = merged.sample(n=min(limit[0], len(merged)), random_state=seed).reset_index(drop=True)
         valid = valid.iloc[:limit[1]]
-    w = class_weights(merged.expr.to_numpy())
+    w = class_weights(merged.expr.to_numpy(), space.n_classes)
     set_seed(seed)
     dls = frame_dls(merged, valid, targets=("expr",), size=S["image_size"], bs=S["micro_batch"], augment=False,
                     device=device, num_workers=S["num_workers"], seed=seed)
-    body = Backbone(S["arch"])
-    notes = [f"{len(merged)} training frames (Aff-Wild2 + ExpW), {len(valid)} validation frames"]
+    body = Backbone(S["arch"], vggface2=weights is not None)   # the release network takes its weights
+    notes = [f"{len(merged)} training frames (Aff-Wild2 + ExpW), {len(valid)} validation frames; "
+             f"{space.n_classes} classes ({space.edition})"]
+    if space.n_classes == 8:
+        notes.append("ExpW labels 7 classes: its faces never teach Other, which only Aff-Wild2's frames do; the "
+                     "class weights count(most common) / count(class) are taken over the merged labels, so Other's "
+                     "weight comes from Aff-Wild2's Other frames alone")
+    other = editions.dropped_note(space, sum(df.attrs.get("dropped", {}).get("class Other (expr_classes=7)", 0)
+                                             for df in (train_aw, valid)))
+    notes += [other] if other else []
     notes.append(f"start weights: {load_vggface2(body, weights)}" if weights else
                  f"start weights: none given (--weights): a randomly initialised {S['arch']}")
-    learn = learner(S, SENet50Classifier(body), dls, device, seed, class_weights=w, fname="best")
-    return Job(learn, lambda cbs: fit(learn, cbs), score, model="SENet50Classifier",
+    learn = learner(S, SENet50Classifier(body, space.n_classes), dls, device, seed, class_weights=w, fname="best")
+    return Job(learn, lambda cbs: fit(learn, cbs), lambda p, t: score(p, t, space), model="SENet50Classifier",
                variant=S["arch"], task={}, n_train=n_train, notes=notes)

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from affectlab.labels import EXPRESSIONS, INVALID_VA
+from affectlab.data import editions
+from affectlab.labels import INVALID_VA
 from affectlab.models.temporal_stat import TemporalStatNet, temporal_loss
 from affectlab.cache import data_key, files_key, key
 from affectlab.data.loaders import frame_batches
@@ -56,10 +57,16 @@ def frame_features(face_model: nn.Module, df, size: int, device="auto", bs: int 
 
 def data(root: Path, S: dict, seed: int):
     """Chapter 05's Aff-Wild2 frames with expression and valence / arousal, ``(train_df, valid_df)``: every
-    frame of every video (``S`` and ``seed`` draw nothing here; they are the recipes' common signature)."""
+    frame of every video, expressions in the settings' label space (``seed`` draws nothing here; it is the
+    recipes' common signature). A multi-task-only release (sampled frames) is refused: the model reads clips."""
     from affectlab.data.abaw import read_abaw_multitask
 
-    return read_abaw_multitask(root, "train", ("EXPR", "VA")), read_abaw_multitask(root, "val", ("EXPR", "VA"))
+    out = []
+    for split in ("train", "val"):
+        df = read_abaw_multitask(root, split, ("EXPR", "VA"))
+        editions.require_consecutive_frames(df, "the temporal model", f"{S['window']}-frame clips of consecutive frames")
+        out.append(editions.fit_labels(df, editions.space_of(S), "the temporal model's expression head")[0])
+    return tuple(out)
 
 
 def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, backbone: nn.Module | None = None):
@@ -68,22 +75,25 @@ def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, 
     one cycle of ``epochs`` at ``lr`` with fastai's Adam. The chapter, the claims step and
     ``python -m affectlab.fit temporal`` all build it here; ``affectlab.train.fit(learn)`` trains it."""
     set_seed(seed)
-    model = TemporalStatNet(variant, feature_dim, lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
+    model = TemporalStatNet(variant, feature_dim, editions.space_of(S).n_classes,
+                            lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
                             dense=S["dense"], dropout=S["dropout"], **({"backbone": backbone} if backbone is not None else {}))
     learn = make_learner(dls, model, temporal_loss(variant), device=device)
     learn.plan = Plan(S["epochs"], S["lr"], "one_cycle")
     return learn
 
 
-def score(preds: dict, targs: dict) -> dict[str, float]:
-    """The paper's Table II columns over the whole evaluation set (frames with a valid label only)."""
+def score(preds: dict, targs: dict, space=None) -> dict[str, float]:
+    """The paper's Table II columns over the whole evaluation set (frames with a valid label only), the
+    expression score by the formula of the label ``space``'s edition (by default the head's: 7 or 8 outputs)."""
     from affectlab.metrics import abaw_expr_score, accuracy, ccc, f1_macro
 
     out = {}
+    space = space or editions.for_outputs(preds["expr"].shape[-1])
     keep = targs["expr"] >= 0
     y, p = targs["expr"][keep].numpy(), preds["expr"][keep].argmax(-1).numpy()
-    out.update(accuracy=accuracy(y, p), f1=f1_macro(y, p, labels=range(len(EXPRESSIONS))),
-               expr_score=abaw_expr_score(y, p))
+    out.update(accuracy=accuracy(y, p), f1=f1_macro(y, p, labels=range(space.n_classes)),
+               expr_score=abaw_expr_score(y, p, year=space.year))
     if "va" in preds:
         keep = (targs["va"] != INVALID_VA).all(-1)
         t, q = targs["va"][keep].numpy(), preds["va"][keep].float().numpy()
@@ -93,15 +103,16 @@ def score(preds: dict, targs: dict) -> dict[str, float]:
 
 
 def fit_and_score(variant: int, train_df, valid_df, feats, settings: dict, feature_dim: int, device="auto",
-                  seed: int = 0):
+                  seed: int = 0, *, quiet: bool = False):
     """One variant on its own loaders (so every variant sees the same balanced clip order under ``seed``):
-    the Learner, ``predict``'s ``(preds, targs)`` on the validation clips, and Table II's scores."""
+    the Learner, ``predict``'s ``(preds, targs)`` on the validation clips, and Table II's scores. ``quiet``: no
+    progress bar or epoch table (the claims step)."""
     from affectlab.data.loaders import clip_dls
     from affectlab.train import predict
 
     dls = clip_dls(train_df, valid_df, s=settings["window"], targets=("expr", "va"), bs=settings["batch_size"],
                    features=feats, sampler="balanced", device=device, seed=seed)
-    learn = fit(learner(settings, variant, dls, device, seed, feature_dim=feature_dim), quiet=True)
+    learn = fit(learner(settings, variant, dls, device, seed, feature_dim=feature_dim), quiet=quiet)
     preds, targs = predict(learn, dls.valid)
     return learn, preds, targs, score(preds, targs)
 
@@ -120,7 +131,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     face = face_feature_model(profile, data_root, dev, 0)
     size, dk = face.pretrain_info["image_size"], data_key(run.root)
     feats = (frame_features(face, train_df, size, dev, data_key=dk), frame_features(face, valid_df, size, dev, data_key=dk))
-    r = {v: fit_and_score(v, train_df, valid_df, feats, S, face.feature_dim, dev, seed)[3] for v in (1, 2, 4)}
+    r = {v: fit_and_score(v, train_df, valid_df, feats, S, face.feature_dim, dev, seed, quiet=True)[3] for v in (1, 2, 4)}
     return {"temporal_multitask": (r[2]["expr_score"], r[1]["expr_score"]),
             "temporal_stat_va": (r[4]["va_score"], r[2]["va_score"])}
 
@@ -138,15 +149,20 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     from affectlab.recipes import Job
 
     train_df, valid_df = data(root, S, seed)
+    space = editions.space_of(S)
     n_train = len(train_df)
     stride = 1
     if limit is not None:    # the first validation video, a clip ending at every stride-th frame of it
         valid_df = valid_df[valid_df.video == valid_df.video.iloc[0]].reset_index(drop=True)
         stride = max(1, len(valid_df) // limit[1])
     set_seed(seed)
-    backbone = Backbone(S["backbone"])
+    backbone = Backbone(S["backbone"], vggface2=weights is not None)   # the release network takes its weights
     notes = [f"start weights: {load_vggface2(backbone, weights)}" if weights else
-             f"start weights: none given (--weights): a randomly initialised {S['backbone']}"]
+             f"start weights: none given (--weights): a randomly initialised {S['backbone']}",
+             f"{space.n_classes} expression classes ({space.edition})"]
+    other = editions.dropped_note(space, sum(df.attrs.get("dropped", {}).get("class Other (expr_classes=7)", 0)
+                                             for df in (train_df, valid_df)), "frames (their VA labels kept)")
+    notes += [other] if other else []
     sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
     common = dict(s=S["window"], targets=("expr", "va"), bs=S["batch_size"], device=device,
                   num_workers=S["num_workers"], seed=seed)
@@ -163,6 +179,6 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
                                                                   " (cached frame features)"))
     learn = learner(S, 6, dls, device, seed, feature_dim=backbone.feature_dim,
                     backbone=backbone if S["end_to_end"] else None)
-    return Job(learn, lambda cbs: fit(learn, cbs), score,
+    return Job(learn, lambda cbs: fit(learn, cbs), lambda p, t: score(p, t, space),
                model="TemporalStatNet", variant="6", task={k: "VA" for k in ("ccc_arousal", "ccc_valence", "va_score")},
                n_train=n_train, notes=notes)
