@@ -35,7 +35,7 @@ test: install
 	$(PY) -m affectlab.data.synth --preset quick --out $(DATA)
 	$(PY) -m affectlab.data.synth --preset quick --corpora vidmimic --out $(DATA)-vidmimic
 	$(PY) -m affectlab.recipes.pretrain --profile quick
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25   # the 25 slowest tests: what each part of CI costs
 	# The chapters write their metrics into a temporary runs folder, never into the user's runs/
 	AFFECTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
