@@ -77,3 +77,27 @@ class KeepEpochTable(Callback):
         if self.learn.logger is self._log:     # ProgressCallback, when present, has put back its own already
             self.learn.logger = self._printer
         self.learn.epoch_table = EpochTable([str(c) for c in self.learn.recorder.metric_names], self.rows)
+
+
+class SayHowLong(Callback):
+    """After the first epoch, says about how long the whole fit takes (that epoch's time × the epochs): a long
+    training a chapter starts on its own (the face model's pre-training) tells the student what the wait is.
+    fastai's bar shows the time left of one epoch only. Prints; changes nothing the fit computes."""
+    order = 62
+
+    def __init__(self, what: str = "training"):
+        self.what = what
+
+    def before_fit(self):
+        import time
+
+        self._start = time.perf_counter()
+
+    def after_epoch(self):
+        import time
+
+        if self.epoch == 0 and self.n_epoch > 1:
+            took = time.perf_counter() - self._start
+            total = took * self.n_epoch
+            print(f"{self.what}: the first epoch took {took:.0f} s; all {self.n_epoch} epochs take about "
+                  f"{total / 60:.1f} min here", flush=True)

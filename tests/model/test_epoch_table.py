@@ -45,3 +45,28 @@ def test_the_table_survives_the_cache_format():
     t = EpochTable(["epoch", "train_loss", "valid_loss", "f1", "time"], [["0", "1.000000", "0.900000", "0.1", "00:01"]])
     assert EpochTable.from_tensor(t.to_tensor()) == t
     assert t.without_time() == [["0", "1.000000", "0.900000", "0.1"]]
+
+
+def test_a_long_training_says_after_its_first_epoch_about_how_long_it_takes(capsys):
+    import re
+
+    import fastai.callback.progress  # noqa: F401  (Learner.no_bar)
+    import torch
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from torch.utils.data import TensorDataset
+
+    from affectlab.epoch_table import SayHowLong
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randn(64, 1)
+    dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=16, device="cpu")
+    learn = Learner(dls, torch.nn.Linear(3, 1), loss_func=torch.nn.MSELoss(), cbs=[SayHowLong("a test fit")])
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(4, 1e-2)
+    said = re.findall(r"a test fit: the first epoch took (\d+) s; all 4 epochs take about ([\d.]+) min here",
+                      capsys.readouterr().out)
+    assert len(said) == 1   # once, after the first epoch
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-2)  # one epoch: nothing to foresee
+    assert "first epoch" not in capsys.readouterr().out

@@ -79,6 +79,7 @@ def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool 
     import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
 
     from affectlab.data.loaders import frame_dls
+    from affectlab.epoch_table import SayHowLong
     from affectlab.train import fit, predict, set_seed
 
     set_seed(seed)
@@ -87,7 +88,9 @@ def pretrain(root, settings: dict, device="auto", seed: int = 0, progress: bool 
                     bs=settings["batch_size"], augment=True, seed=seed, device=None)
     net = PretrainNet(Backbone(settings["arch"], settings["width"]))
     net = net.to(memory_format=torch.channels_last)
-    learn = fit(learner(settings, net, dls, device, seed), quiet=not progress)
+    # shown: its bar and epoch table, and after the first epoch about how long all of them take
+    learn = fit(learner(settings, net, dls, device, seed), quiet=not progress,
+                cbs=[SayHowLong("pre-training the face model")] if progress else ())
     with learn.no_bar():
         preds, targs = predict(learn, dls.valid)
     r = score(preds, targs)
@@ -126,7 +129,8 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
         # said, and shown: a chapter that finds no cached face model trains one here, before its own models
         print(f"pre-training the course's face model (seed {seed}): a {settings['arch']} of width {settings['width']} "
               f"learns the 7 expressions and valence/arousal of the static corpora (AffectNet, RAF-DB, ExpW formats) "
-              f"at {settings['image_size']} px for {settings['epochs']} epochs; fastai's bar shows the time left. "
+              f"at {settings['image_size']} px for {settings['epochs']} epochs; after the first epoch it says about how "
+              "long all of them take. "
               "It is cached for every later chapter at this seed (`make course` / `make test` build the seed-0 one "
               "first).", flush=True)
         progress = True
