@@ -32,7 +32,9 @@ from affectlab.rng import capture_rng, restore_rng
 # Modules that cannot change a trained number (commands, display, other tools): left out of ``code_key`` so
 # that editing them keeps every cached result.
 NOT_TRAINING = frozenset({"cache.py", "claims.py", "course.py", "spread.py", "checks.py", "fit.py", "distributed.py",
-                          "video.py", "explain.py", "faces.py", "realface.py", "data/report.py", "paths.py"})
+                          "video.py", "explain.py", "faces.py", "realface.py", "data/report.py", "paths.py",
+                          # pages, submission files and frame folders: never a trained number
+                          "results.py", "submit.py", "frames.py"})
 # File suffixes that hold labels in some release (Aff-Wild2's txt, AffectNet's csv and npy, ExpW's lst, ...).
 LABEL_SUFFIXES = frozenset({".txt", ".csv", ".lst", ".npy", ".json", ".mat"})
 

@@ -71,9 +71,8 @@ import pandas as pd
 
 from affectlab.data import editions
 from affectlab.labels import AUS_ABAW, REACTIONS
+from affectlab.labels import MIMICRY_EMOTIONS as MIMICRY   # Hume-Vidmimic2's six, as its CSVs name them
 
-# Hume-Vidmimic2's six targets as its split CSVs and the 6th-10th ABAW entries name them.
-MIMICRY: tuple[str, ...] = ("Admiration", "Amusement", "Determination", "Empathic Pain", "Excitement", "Joy")
 TRACKS = ("va", "expr", "au", "mtl", "reaction", "mimicry")
 FRAME_TRACKS = ("va", "expr", "au", "mtl")
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")

@@ -61,3 +61,16 @@ def test_a_cache_miss_leaves_the_random_states_of_a_hit(tmp_path, monkeypatch):
         return torch.rand(1).item(), np.random.rand(), random.random()
 
     assert after_model(1) == after_model(1)
+
+
+def test_every_module_left_out_of_the_code_key_exists():
+    # a renamed module left in NOT_TRAINING would silently start invalidating every cache again (or, renamed
+    # into the list by mistake, stop invalidating any)
+    from pathlib import Path
+
+    import affectlab.cache
+    from affectlab.cache import NOT_TRAINING
+
+    pkg = Path(affectlab.cache.__file__).parent
+    missing = sorted(n for n in NOT_TRAINING if not (pkg / n).is_file())
+    assert not missing, f"NOT_TRAINING names modules that do not exist: {missing}"
