@@ -21,8 +21,8 @@ REPO = Path(__file__).parents[2]
 CHATTY_CELL = """\
 from IPython.display import HTML, display
 bar = display(HTML("starting"), display_id=True)
-for i in range(20_000):
-    bar.update(HTML(f"<progress value='{i}' max='20000'></progress> {i}" + " " * 3000))
+for i in range(6_000):
+    bar.update(HTML(f"<progress value='{i}' max='6000'></progress> {i}" + " " * 3000))
 print("trained")
 """
 
