@@ -4,7 +4,8 @@ included), learning rate, schedule, epochs, loss and metrics — under both prof
 
 Each path runs for real on the tiny world, with ``affectlab.train.fit`` replaced by a recorder that describes
 the Learner it is given (``affectlab.train.describe``) instead of training it. Every path gets its own
-empty cache, so no path reads a model another path left (and no untrained model reaches a real cache).
+empty cache for what it trains, so no path reads a model another path left (and no untrained model reaches a
+real cache); the frozen inputs all paths compute alike are computed once per test.
 The chapter paths are the calls the chapters make; a check below asserts each chapter still makes them.
 """
 from __future__ import annotations
@@ -63,12 +64,31 @@ def recorder(monkeypatch, tmp_path, request):
     # and put every real fit back by hand too: a later test module must never train with the recorder
     request.addfinalizer(lambda: [setattr(mod, "fit", real) for mod, real in patched])
 
-    def run(label: str, fn) -> dict[str, dict]:
-        seen.clear()
+    def make_home(label: str) -> Path:
         home = tmp_path / label
         (home / "notebooks").mkdir(parents=True)
         (home / "pyproject.toml").write_text("")
-        monkeypatch.setenv("AFFECTLAB_HOME", str(home))      # its own data/cache
+        return home
+
+    # What a path trains (the FaceChannels' cached models, the claims' results) stays in the path's own cache; the
+    # frozen inputs every path computes alike (the face model, which the recorder leaves untrained, and the
+    # features and maps through it) are computed once per test, in a cache the paths share.
+    from affectlab import cache as caching
+
+    real_cached, inputs_home = caching.cached, make_home("shared-inputs")
+
+    def cached(name, key_, compute, **kw):
+        if name.startswith(("facechannel-frame-model", "claims/")):
+            return real_cached(name, key_, compute, **kw)
+        with monkeypatch.context() as m:
+            m.setenv("AFFECTLAB_HOME", str(inputs_home))
+            return real_cached(name, key_, compute, **kw)
+
+    monkeypatch.setattr(caching, "cached", cached)
+
+    def run(label: str, fn) -> dict[str, dict]:
+        seen.clear()
+        monkeypatch.setenv("AFFECTLAB_HOME", str(make_home(label)))      # its own data/cache
         fn()
         return dict(seen)
 

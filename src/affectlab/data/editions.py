@@ -73,7 +73,10 @@ _TRAIN_VAL = {"train": "Train_Set", "val": "Validation_Set"}
 _MTL_3 = ("MTL_Challenge/train_set.txt", "MTL_Challenge/validation_set.txt")
 _MTL_S = ("training_set_annotations.txt", "validation_set_annotations.txt")
 
-# The releases, as the organisers' archives unzip (the public loaders of ABAW teams read these names).
+# The releases, as the organisers' archives unzip (the public loaders of ABAW teams read these names). The top
+# folders of the 4th, 7th and 9th-11th editions are inferred from their neighbours' naming, not seen in a public
+# loader: `detect` also recognises any `<N>th ABAW Annotations` / `<N>th_ABAW_Annotations` by its number and
+# falls back to the task-folder layout, so another spelling of these still reads.
 EDITIONS: dict[int, Edition] = {e.number: e for e in (
     Edition(1, 2020, "2020", "annotations", _SET, {"train": "Training_Set", "val": "Validation_Set"},
             EXPRESSIONS, AUS_ABAW2020),
