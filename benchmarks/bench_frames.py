@@ -13,7 +13,6 @@ stands beside the machine's matmul peak. The goal: the long video's peaks within
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -78,25 +77,9 @@ def run(lengths=(("short", 8.0), ("long", 32.0))) -> dict:
 
 def main() -> int:
     """Run this topic alone and merge it into results.json / RESULTS.md beside the other topics."""
-    from benchmarks.reference import machine, matmul_peak_flops
-    from benchmarks.run import _markdown
-    from benchmarks.timing import stopwatch
+    from benchmarks.run import run_topic_alone
 
-    path = HERE / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"topics": {}}
-    results.setdefault("machine", machine())
-    peak = matmul_peak_flops() / 1e9  # this topic's reference, measured in this run (the header keeps its own)
-    results.setdefault("matmul_peak_gflops", peak)
-    with stopwatch() as sw:
-        figures = run()
-    figures["matmul_peak_gflops"] = round(peak, 1)
-    figures["threads"] = machine()["threads"]
-    figures["wall_s"] = round(sw.s, 1)
-    results.setdefault("topics", {})["frames"] = figures
-    path.write_text(json.dumps(results, indent=1, default=str))
-    (HERE / "RESULTS.md").write_text(_markdown(results))
-    print(json.dumps(figures, indent=1))
-    return 0
+    return run_topic_alone("frames", run)
 
 
 if __name__ == "__main__":

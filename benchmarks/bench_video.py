@@ -13,7 +13,6 @@ goal: the 1-minute peak within 10 % of the 10-second peak.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -73,26 +72,9 @@ def run(lengths=(("10s", 10.0), ("60s", 60.0))) -> dict:
 
 def main() -> int:
     """Run this topic alone and merge it into results.json / RESULTS.md beside the other topics."""
-    import time
+    from benchmarks.run import run_topic_alone
 
-    from benchmarks.reference import machine, matmul_peak_flops
-    from benchmarks.run import _markdown
-
-    path = HERE / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {"topics": {}}
-    results.setdefault("machine", machine())
-    peak = matmul_peak_flops() / 1e9  # this topic's reference, measured in this run (the header keeps its own)
-    results.setdefault("matmul_peak_gflops", peak)
-    t0 = time.time()
-    figures = run()
-    figures["matmul_peak_gflops"] = round(peak, 1)
-    figures["threads"] = machine()["threads"]
-    figures["wall_s"] = round(time.time() - t0, 1)
-    results.setdefault("topics", {})["video"] = figures
-    path.write_text(json.dumps(results, indent=1, default=str))
-    (HERE / "RESULTS.md").write_text(_markdown(results))
-    print(json.dumps(figures, indent=1))
-    return 0
+    return run_topic_alone("video", run)
 
 
 if __name__ == "__main__":

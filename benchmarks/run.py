@@ -42,6 +42,29 @@ def _markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def run_topic_alone(topic: str, run) -> int:
+    """``python -m benchmarks.bench_<topic>``: run one topic's ``run()`` and merge its figures into
+    results.json / RESULTS.md beside the other topics, with a matmul peak measured in this run as its reference
+    (the file's header keeps its own)."""
+    from benchmarks.reference import matmul_peak_flops
+
+    path = HERE / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"topics": {}}
+    results.setdefault("machine", machine())
+    peak = matmul_peak_flops() / 1e9
+    results.setdefault("matmul_peak_gflops", peak)
+    with stopwatch() as sw:
+        figures = run()
+    figures["matmul_peak_gflops"] = round(peak, 1)
+    figures["threads"] = machine()["threads"]
+    figures["wall_s"] = round(sw.s, 1)
+    results.setdefault("topics", {})[topic] = figures
+    path.write_text(json.dumps(results, indent=1, default=str))
+    (HERE / "RESULTS.md").write_text(_markdown(results))
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
