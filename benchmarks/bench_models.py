@@ -1,5 +1,6 @@
 """Frame models of papers 1-2: FaceChannel training throughput and achieved FLOP/s against this machine's
-matmul peak (channels-first, channels-last, channels-last + torch.compile), the fastai Learner against a
+matmul peak (channels-first, channels-last, channels-last + torch.compile; and the quick profile's narrow
+FaceChannel in both formats), the fastai Learner against a
 plain PyTorch loop on the same model and data, and SE-ResNet-50 inference at 112 and 224 px.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward + backward of the
@@ -17,7 +18,7 @@ import torch
 
 from benchmarks.timing import beside_peak, measure
 
-SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1,
+SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1, quick_image_size=64, quick_batch_size=64, quick_width=16,
                 learner_image_size=64, learner_batch_size=64, learner_batches=12,
                 senet_batch=16, senet_steps=3)
 
@@ -30,7 +31,8 @@ def _facechannel_batch(image_size, batch_size, seed=0):
     return x, y
 
 
-def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: int, peak: float) -> dict:
+def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: int, peak: float, width: int = 64,
+                         prefix: str = "", compiled: bool = True) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from affectlab.models.facechannel import FaceChannel, facechannel_loss
@@ -38,15 +40,16 @@ def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: i
     loss_fn = facechannel_loss()
     x, y = _facechannel_batch(image_size, batch_size)
     torch.manual_seed(0)
-    probe = FaceChannel(image_size=image_size)
+    probe = FaceChannel(image_size=image_size, width=width)
     with FlopCounterMode(display=False) as counter:
         loss_fn(probe(x), y).backward()
     flops = counter.get_total_flops()
-    out = {"facechannel_gflop_per_step": flops / 1e9}
+    out = {f"{prefix}facechannel_gflop_per_step": flops / 1e9}
 
     def variant(name, channels_last, compile_):
+        name = prefix + name
         torch.manual_seed(0)
-        model = FaceChannel(image_size=image_size)
+        model = FaceChannel(image_size=image_size, width=width)
         xx = x
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -68,7 +71,8 @@ def facechannel_training(image_size: int, batch_size: int, steps: int, warmup: i
 
     variant("channels_first", False, False)
     variant("channels_last", True, False)
-    variant("channels_last_compiled", True, True)
+    if compiled:
+        variant("channels_last_compiled", True, True)
     return out
 
 
@@ -152,6 +156,10 @@ def run() -> dict:
     figures = {"matmul_peak_gflops": peak / 1e9, "threads": torch.get_num_threads(),
                "facechannel_image_size": s["image_size"], "facechannel_batch_size": s["batch_size"]}
     figures.update(facechannel_training(s["image_size"], s["batch_size"], s["steps"], s["warmup"], peak))
+    # The quick profile's FaceChannel (width 16 at 64 px, batch 64): narrow layers whose BatchNorms dominate,
+    # where the memory formats rank the other way round (affectlab.recipes.facechannel.make_fc picks by device)
+    figures.update(facechannel_training(s["quick_image_size"], s["quick_batch_size"], s["steps"] * 3, s["warmup"],
+                                        peak, width=s["quick_width"], prefix="quick_", compiled=False))
     figures.update(learner_vs_loop(s["learner_image_size"], s["learner_batch_size"], s["learner_batches"]))
     figures.update(senet_inference(s["senet_batch"], s["senet_steps"]))
     return figures

@@ -16,6 +16,10 @@ FLOORS: dict[str, dict[str, float]] = {
     # Chapter 03, the joint FaceChannel (FC) and FaceChannelS (FC-S): a uniform guess has accuracy 1/7 and
     # a prior-guess macro-F1 of about 0.15; an untrained network has CCC near 0.
     "facechannel": {"f1": 0.18, "accuracy": 0.20, "ccc_valence": 0.10, "ccc_arousal": 0.10},
+    # The joint FC alone: one frame tells valence poorly here. Its valence CCC measured 0.09-0.10 on some
+    # seeds and thread counts, where shuffled labels reach 0.07 (tests/model/test_floors.py), so no valence
+    # floor could clear every run and stay above a shuffle; FC-S (ten frames) is held to it above.
+    "facechannel_frame": {"f1": 0.18, "accuracy": 0.20, "ccc_arousal": 0.10},
     # Chapter 07: mean Pearson ρ over the 7 reactions; predicting the mean (or any constant) scores 0.
     "facernet": {"pearson": 0.15},
     # Chapter 08: REC and SCAN+CCI expression macro-F1; chance (metrics.chance_f1, the best face-blind

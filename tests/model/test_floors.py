@@ -54,9 +54,10 @@ def test_an_untrained_facechannel_fails_the_chapter_03_floors(valid_frames):
     preds, targs = predict(model, dl)
     figs = facechannel_figures(preds["expr"].numpy(), preds["va"].numpy(), targs["expr"].numpy(),
                                targs["va"].numpy())
-    assert floor_failures(figs, FLOORS["facechannel"]), figs
-    with pytest.raises(AssertionError, match="FC learnt too little"):
-        assert_floors("FC", figs, FLOORS["facechannel"])
+    for floors in ("facechannel", "facechannel_frame"):      # FC-S's floors, and the joint FC's
+        assert floor_failures(figs, FLOORS[floors]), figs
+        with pytest.raises(AssertionError, match="FC learnt too little"):
+            assert_floors("FC", figs, FLOORS[floors])
 
 
 def test_shuffled_labels_fail_the_chapter_03_floors(valid_frames):
@@ -69,6 +70,8 @@ def test_shuffled_labels_fail_the_chapter_03_floors(valid_frames):
         missed = floor_failures(figs, FLOORS["facechannel"])
         # every shuffle misses the F1 floor and both CCC floors, not just one of them
         assert {m.split()[0] for m in missed} >= {"f1", "ccc_valence", "ccc_arousal"}, figs
+        missed = floor_failures(figs, FLOORS["facechannel_frame"])
+        assert {m.split()[0] for m in missed} >= {"f1", "ccc_arousal"}, figs
 
 
 def test_always_neutral_fails_the_chapter_08_floor(valid_frames):

@@ -119,7 +119,7 @@ def chapter_senet(profile, root):
     train_aw, valid, extra = sn.data(run.root, S, SEED)
     merged = pd.concat([train_aw, extra], ignore_index=True)
     dls = frame_dls(merged, valid, targets=("expr",), size=S["image_size"], bs=S["micro_batch"], seed=SEED)
-    body = face_feature_model(profile, root, "cpu", SEED)
+    body = face_feature_model(profile, root, "cpu")
     w = class_weights(merged.expr.to_numpy())
     train.fit(sn.learner(S, SENet50Classifier(body), dls, run.device, SEED, class_weights=w))
     f_train, f_valid = sn.frame_features(body, merged, S, "cpu"), sn.frame_features(body, valid, S, "cpu")
@@ -136,7 +136,7 @@ def chapter_temporal(profile, root):
     tp = recipe("temporal")
     run = start("temporal", profile, root, "cpu", SEED)
     tr, va = (read_abaw_multitask(run.root, s, ("EXPR", "VA")) for s in ("train", "val"))
-    face = face_feature_model(profile, root, "cpu", SEED)
+    face = face_feature_model(profile, root, "cpu")
     size, key = face.pretrain_info["image_size"], data_key(run.root)
     feats = tuple(tp.frame_features(face, df, size, "cpu", data_key=key) for df in (tr, va))
     for v in ts.VARIANTS:
@@ -150,7 +150,7 @@ def chapter_scan(profile, root):
     sc = recipe("scan")
     run = start("scan", profile, root, "cpu", SEED)
     tr, va = sc.data(run.root, run.S, SEED)
-    face = face_feature_model(profile, root, "cpu", SEED)
+    face = face_feature_model(profile, root, "cpu")
     size, key = face.pretrain_info["image_size"], data_key(run.root)
     maps = [sc.cached_maps(face, df, s, size, key, "cpu") for s, df in (("train", tr), ("valid", va))]
     sc.fit_and_score(sc.make_scancci(face, run.S), *maps, run.S, run.device, SEED)
@@ -163,7 +163,7 @@ def chapter_facernet(profile, root):
 
     fr = recipe("facernet")
     run = start("facernet", profile, root, "cpu", SEED)
-    trunk = face_feature_model(profile, root, "cpu", SEED)
+    trunk = face_feature_model(profile, root, "cpu")
     hume_tr, hume_va, feats = fr.hume_rec_features(run.root, trunk, run.S, "cpu", SEED)
     dls = video_dls(hume_tr, hume_va, t=run.S["t"], bs=run.S["batch_size"],
                     features={k: v.numpy() for k, v in feats.items()}, device="cpu", seed=SEED)

@@ -29,11 +29,13 @@ from affectlab.train import Plan, features, fit, make_learner, predict, set_seed
 # The paper's settings (120 px, 10-frame clips, batch 1024, SGD from the authors' TPE search) and the
 # quick CPU profile (64 px, few epochs). Shared settings (workers, fp16) come from affectlab.train.
 OVERRIDES = {
-    # quick: 15 epochs of 2,000 frames. With 5 epochs of 2,400 the validation loss still fell fast at the
-    # end and seeds 1 and 2 stayed at chance; the paper's dropout (0.25 per block, 0.5 dense) starves a
-    # quarter-width network, so quick uses 0.1 (0.05 per block): every seed and thread count tried learns.
-    "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=15, lr=1e-2,
-                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000),
+    # quick: 7 epochs of 2,000 frames. The paper's dropout (0.25 per block, 0.5 dense) starves a quarter-width
+    # network (with it and 5 epochs seeds 1 and 2 stayed at chance), so quick uses 0.1 (0.05 per block). With
+    # 15 epochs chapter 03 took 486 s on one thread of a 2-core AMD EPYC with nothing cached, with 8 about
+    # 245 s; its 4 minutes need 7. Only the joint FC-S trains (``seq_variants``): Table I's three single-task
+    # FC-S add about 30 s each on one thread. benchmarks/seed_spread.md: what 7 epochs reach on every seed.
+    "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=7, lr=1e-2,
+                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000, seq_variants=("FC",)),
     # Paper 1 = Barros & Sciutti, "The FaceChannelS" (ABAW 2020). What it does not state is marked "not in
     # the paper" with where the value comes from.
     "paper": dict(
@@ -47,6 +49,7 @@ OVERRIDES = {
         momentum=0.74,           # idem: the TPE-found SGD momentum of the authors' code
         seq_epochs=30,           # not in the paper: ours, as epochs
         seq_lr=1e-3,             # not in the paper: ours (FC-S starts from the trained FC, §III.B)
+        seq_variants=("FC_A", "FC_V", "FC_E", "FC"),   # Table I: an FC-S on each frame variant
         max_train_frames=None),  # every balanced frame (§III.A's class and 21-bin VA balancing)
 }
 TARGETS = ("expr", "va")
@@ -90,10 +93,16 @@ def score(preds: dict, targs: dict, space=None) -> dict[str, float]:
     return out
 
 
-def make_fc(S: dict, tasks) -> FaceChannel:
-    """The FaceChannel variant with ``tasks`` at the profile's size, width and dropout."""
+def make_fc(S: dict, tasks, device="cpu") -> FaceChannel:
+    """The FaceChannel variant with ``tasks`` at the profile's size, width and dropout, in the memory format
+    that is fastest on ``device``: channels-last on a GPU; on a CPU the default one, as channels-last made a
+    training step of the quick FaceChannel (8-16 channels, whose BatchNorms dominate) 1.5x slower on two
+    threads of this course's 2-core machine (``python -m benchmarks.run --only models``: ``quick_channels_*``)."""
+    from affectlab.train import resolve_device
+
+    fmt = torch.channels_last if resolve_device(device).type == "cuda" else torch.contiguous_format
     return FaceChannel(tasks=tasks, image_size=S["image_size"], width=S["width"], dropout=S["dropout"],
-                       n_classes=editions.space_of(S).n_classes)
+                       n_classes=editions.space_of(S).n_classes).to(memory_format=fmt)
 
 
 def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | None = None):
@@ -117,7 +126,7 @@ def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | Non
         tasks, model = fc.tasks, FaceChannelS.from_facechannel(fc, freeze_trunk=True)
         epochs, lr = S["seq_epochs"], S["seq_lr"]
     else:
-        tasks, model = VARIANTS[name], make_fc(S, VARIANTS[name]).to(memory_format=torch.channels_last)
+        tasks, model = VARIANTS[name], make_fc(S, VARIANTS[name], device)
         epochs, lr = S["epochs"], S["lr"]
     mom = S.get("momentum")
     opt = {"opt_func": partial(SGD, mom=mom)} if mom else {}
@@ -157,7 +166,7 @@ def fit_frame_model(S: dict, name: str, train_df: pd.DataFrame, valid_rows: pd.D
     reused = is_cached("facechannel-frame-model", k) and not retrain
     out = cached("facechannel-frame-model", k,
                  lambda: _pack(*_fit_frame_model(S, name, train_df, valid_rows, device, seed, quiet)), refresh=retrain)
-    model = make_fc(S, tasks).to(memory_format=torch.channels_last)   # as it trained
+    model = make_fc(S, tasks, device)   # as it trained
     model.load_state_dict({k[6:]: v for k, v in out.items() if k.startswith("model.")})
     curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist(),
                             table=EpochTable.from_tensor(out["curve.table"]), reused=reused)

@@ -109,8 +109,10 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
     Returns a ``Backbone`` in eval mode on the CPU (move it where you need it): images normalised with
     ``affectlab.data.loaders.MEAN/STD`` at ``body.pretrain_info["image_size"]`` -> ``[B, body.feature_dim]``.
     ``arch`` / ``width`` / ``image_size`` / ``epochs`` override the profile; ``weights`` loads a VGGFace2
-    pickle instead of pre-training. ``seed`` is the pre-training seed; the static corpora it trains on are the
-    course's world's whatever the seed (``world_seed`` draws another world).
+    pickle instead of pre-training. ``seed`` is the pre-training seed: the chapters, the claims step and
+    ``affectlab.fit`` all use the seed-0 model, as they would one released weight file, whatever seed they train
+    at; the static corpora it trains on are the course's world's whatever the seed (``world_seed`` draws another
+    world).
     """
     from affectlab.data.roots import resolve_data_root
     from affectlab.cache import cached, code_key, data_key, is_cached, key as cache_key
@@ -131,7 +133,7 @@ def face_feature_model(profile: str = "quick", data_root=None, device="auto", se
               f"learns the 7 expressions and valence/arousal of the static corpora (AffectNet, RAF-DB, ExpW formats) "
               f"at {settings['image_size']} px for {settings['epochs']} epochs; after the first epoch it says about how "
               "long all of them take. "
-              "It is cached for every later chapter at this seed (`make course` / `make test` build the seed-0 one "
+              "It is cached: every later chapter, whatever its seed, reuses it (`make course` / `make test` build it "
               "first).", flush=True)
         progress = True
     state = cached(f"face-feature-{profile}", key, lambda: pretrain(root, settings, device, seed, progress))
