@@ -5,7 +5,7 @@ included), learning rate, schedule, epochs, loss and metrics — under both prof
 Each path runs for real on the tiny world, with ``affectlab.train.fit`` replaced by a recorder that describes
 the Learner it is given (``affectlab.train.describe``) instead of training it. Every path gets its own
 empty cache for what it trains, so no path reads a model another path left (and no untrained model reaches a
-real cache); the frozen inputs all paths compute alike are computed once per test.
+real cache); the frozen inputs all paths compute alike are computed once for the file.
 The chapter paths are the calls the chapters make; a check below asserts each chapter still makes them.
 """
 from __future__ import annotations
@@ -40,8 +40,18 @@ def model_id(learn) -> str:
     return f"{type(m).__name__}|{variant}|{getattr(m, 'tasks', None)}"
 
 
+@pytest.fixture(scope="module")
+def shared_inputs(tmp_path_factory):
+    """One home for the frozen inputs of every test here: the untrained face model of each profile and the
+    features and maps through it are the same whichever paper's paths ask for them."""
+    home = tmp_path_factory.mktemp("shared-inputs")
+    (home / "notebooks").mkdir()
+    (home / "pyproject.toml").write_text("")
+    return home
+
+
 @pytest.fixture
-def recorder(monkeypatch, tmp_path, request):
+def recorder(monkeypatch, tmp_path, request, shared_inputs):
     """Replace every recipe's ``fit`` by a recorder; ``run(label, fn)`` runs one path in its own cache and
     returns {model id: describe(learn)} of the first Learner of each model it fitted."""
     import importlib
@@ -72,10 +82,10 @@ def recorder(monkeypatch, tmp_path, request):
 
     # What a path trains (the FaceChannels' cached models, the claims' results) stays in the path's own cache; the
     # frozen inputs every path computes alike (the face model, which the recorder leaves untrained, and the
-    # features and maps through it) are computed once per test, in a cache the paths share.
+    # features and maps through it) are computed once for this file, in a cache the paths and tests share.
     from affectlab import cache as caching
 
-    real_cached, inputs_home = caching.cached, make_home("shared-inputs")
+    real_cached, inputs_home = caching.cached, shared_inputs
 
     def cached(name, key_, compute, **kw):
         if name.startswith(("facechannel-frame-model", "claims/")):
