@@ -18,7 +18,8 @@ import torch
 
 from benchmarks.timing import beside_peak, measure
 
-SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1, quick_image_size=64, quick_batch_size=64, quick_width=16,
+SETTINGS = dict(image_size=112, batch_size=128, steps=3, warmup=1,
+                quick_image_size=64, quick_batch_size=64, quick_width=16,
                 learner_image_size=64, learner_batch_size=64, learner_batches=12,
                 senet_batch=16, senet_steps=3)
 

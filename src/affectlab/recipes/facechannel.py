@@ -35,7 +35,7 @@ OVERRIDES = {
     # 245 s; its 4 minutes need 7. Only the joint FC-S trains (``seq_variants``): Table I's three single-task
     # FC-S add about 30 s each on one thread. benchmarks/seed_spread.md: what 7 epochs reach on every seed.
     "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=7, lr=1e-2,
-                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000, seq_variants=("FC",)),
+                  seq_epochs=4, seq_lr=3e-3, max_train_frames=2000, seq_variants=["FC"]),
     # Paper 1 = Barros & Sciutti, "The FaceChannelS" (ABAW 2020). What it does not state is marked "not in
     # the paper" with where the value comes from.
     "paper": dict(
@@ -49,7 +49,7 @@ OVERRIDES = {
         momentum=0.74,           # idem: the TPE-found SGD momentum of the authors' code
         seq_epochs=30,           # not in the paper: ours, as epochs
         seq_lr=1e-3,             # not in the paper: ours (FC-S starts from the trained FC, §III.B)
-        seq_variants=("FC_A", "FC_V", "FC_E", "FC"),   # Table I: an FC-S on each frame variant
+        seq_variants=["FC_A", "FC_V", "FC_E", "FC"],   # Table I: an FC-S on each frame variant (a list, as JSON)
         max_train_frames=None),  # every balanced frame (§III.A's class and 21-bin VA balancing)
 }
 TARGETS = ("expr", "va")
