@@ -32,8 +32,9 @@ OVERRIDES = {
     # quick: 7 epochs of 2,000 frames. The paper's dropout (0.25 per block, 0.5 dense) starves a quarter-width
     # network (with it and 5 epochs seeds 1 and 2 stayed at chance), so quick uses 0.1 (0.05 per block). With
     # 15 epochs chapter 03 took 486 s on one thread of a 2-core AMD EPYC with nothing cached, with 8 about
-    # 245 s; its 4 minutes need 7. Only the joint FC-S trains (``seq_variants``): Table I's three single-task
-    # FC-S add about 30 s each on one thread. benchmarks/seed_spread.md: what 7 epochs reach on every seed.
+    # 245 s; with 7, 210 s (seed 1, one thread, beside another chapter) and 182 s (seed 0, two threads). Only
+    # the joint FC-S trains (``seq_variants``): Table I's three single-task FC-S add about 30 s each on one
+    # thread. The seed spread (benchmarks/seed_spread.md) was last measured with 15 epochs.
     "quick": dict(image_size=64, width=16, dropout=0.1, seq_len=10, batch_size=64, epochs=7, lr=1e-2,
                   seq_epochs=4, seq_lr=3e-3, max_train_frames=2000, seq_variants=["FC"]),
     # Paper 1 = Barros & Sciutti, "The FaceChannelS" (ABAW 2020). What it does not state is marked "not in
