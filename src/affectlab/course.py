@@ -573,13 +573,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="training seeds for every claim (default: each claim's own, 3 or 5 from 0)")
     c.add_argument("--only", nargs="+", metavar="CLAIM", help="decide only these claim ids")
+    c.add_argument("--jobs", type=int, default=1,
+                   help="seeds after 0 trained this many at a time, one thread each (e.g. 2 on a 2-core CPU)")
     return p
 
 
 def _claims(args) -> int:
     from affectlab.claims import run_claims
 
-    records = run_claims(args.profile, args.data_root, args.device, args.seeds, args.only, args.out)
+    records = run_claims(args.profile, args.data_root, args.device, args.seeds, args.only, args.out,
+                         jobs=args.jobs)
     with pd.option_context("display.width", 200, "display.max_colwidth", 70):
         print(verdict_table(records).drop(columns=["paper"]).to_string())
     return 0

@@ -47,3 +47,26 @@ def test_the_command_writes_directions_json(tiny, tmp_path):
     (record,) = json.loads((tmp_path / "directions.json").read_text())
     assert record["id"] == "temporal_stat_va" and record["seeds"] == [0, 1]
     assert "temporal_stat_va" not in proc.stderr and "hold" in proc.stdout
+
+
+def test_seeds_after_0_train_in_one_thread_workers_as_they_would_here(tiny, tmp_path):
+    """``jobs=2``: seed 0 trains in this process on its threads, seeds 1 and 2 in two one-thread processes;
+    each seed's pair equals the same seed trained here on that thread count (the workers change where a seed
+    trains, never what it computes)."""
+    import torch
+
+    logs = []
+    (record,) = C.run_claims("quick", tiny, "cpu", seeds=[0, 1, 2], only=["temporal_stat_va"], out=tmp_path,
+                             overrides=SHORT, cache=False, log=logs.append, jobs=2)
+    assert record["seeds"] == [0, 1, 2]
+    in_workers = sorted(int(m.split(" seed ")[1].split()[0]) for m in logs if "one thread" in m)
+    assert in_workers == [1, 2]
+    threads = torch.get_num_threads()
+    expected = {0: C.paired_results("temporal", 0, "quick", tiny, "cpu", SHORT["temporal"], cache=False)}
+    try:
+        torch.set_num_threads(1)
+        for s in (1, 2):
+            expected[s] = C.paired_results("temporal", s, "quick", tiny, "cpu", SHORT["temporal"], cache=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(a, b) for a, b in zip(record["a"], record["b"])] == [expected[s]["temporal_stat_va"] for s in (0, 1, 2)]

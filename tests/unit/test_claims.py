@@ -79,7 +79,7 @@ def test_the_report_opens_with_the_verdicts(tmp_path):
     assert "paired differences" in html.read_text()
 
 
-def test_each_loss_gets_the_same_learning_rate_search(monkeypatch):
+def test_the_mse_side_gets_its_best_of_three_learning_rates(monkeypatch):
     from affectlab.recipes import facernet
 
     calls = []

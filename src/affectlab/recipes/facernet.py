@@ -366,8 +366,9 @@ def variant_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pear
 def best_lr_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str, known: dict | None = None,
                 factors=(1 / 3, 1, 3)) -> float:
     """``variant_rho`` at the best of the learning rates ``S["lr"] * factors``: the settings were tuned for
-    the Pearson loss, and MSE on the same rate ends near ρ 0, so a fair loss comparison gives each loss the
-    same small search (``known``: {lr: ρ} already measured)."""
+    the Pearson loss, and MSE on the same rate ends near ρ 0, so the loss comparison gives MSE this small
+    search (``known``: {lr: ρ} already measured). The Pearson side keeps its tuned rate: the search could only
+    raise it (at 6 fits per seed where one does), so without it the claim can only be harder to hold."""
     known = dict(known or {})
     for lr in (S["lr"] * f for f in factors):
         if lr not in known:
@@ -386,7 +387,8 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     validation split. REC's heads and FaceRNet train under ``seed``.
 
     - ``facernet_mask``: FaceRNet with the Mask vs every video cut or looped to the median training length;
-    - ``facernet_pearson``: the Pearson loss vs MSE, each at its best of three learning rates (``best_lr_rho``);
+    - ``facernet_pearson``: the Pearson loss at the profile's rate (tuned for it) vs MSE at its best of that rate
+      ×1/3, ×1, ×3 (``best_lr_rho``): only MSE gets the search, so the comparison leans towards MSE;
     - ``facernet_gru``: a GRU vs an LSTM of the same width (Table 3);
     - ``facernet_all_reps`` (``all_reps=True``; Table 2): all three REC representations vs the best single one."""
     from affectlab.data.loaders import video_dls
@@ -402,8 +404,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     full = variant_rho(S, dls, dev, seed)
     fixed = variant_rho(S, dls, dev, seed, length_mode="fixed", fixed_len=fixed_length(hume_tr))
     out = {"facernet_mask": (full, fixed),
-           "facernet_pearson": (best_lr_rho(S, dls, dev, seed, loss="pearson", known={S["lr"]: full}),
-                                best_lr_rho(S, dls, dev, seed, loss="mse")),
+           "facernet_pearson": (full, best_lr_rho(S, dls, dev, seed, loss="mse")),
            "facernet_gru": (full, variant_rho(S, dls, dev, seed, rnn="lstm"))}
     if all_reps:
         out["facernet_all_reps"] = (full, max(variant_rho(S, dls, dev, seed, tasks=(r,))

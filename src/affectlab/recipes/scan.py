@@ -194,8 +194,10 @@ def make_plain(body: nn.Module, settings: dict) -> PlainResNet:
                        freeze_through=settings["freeze_through"], train_conv5=not frozen)
 
 
-def random_body(face: nn.Module, seed: int) -> nn.Module:
-    """The face model's architecture with random weights drawn under ``seed`` (Table 4's "no pretraining")."""
+def random_body(face: nn.Module, seed: int = 0) -> nn.Module:
+    """The face model's architecture with random weights drawn under ``seed`` (Table 4's "no pretraining").
+    The chapter and the claims step draw it once, at seed 0, as the face model is pre-trained once: its frozen
+    maps are then computed once and cached, and a run's seed draws only what trains on them."""
     from affectlab.models.backbones import make_backbone
 
     info = face.pretrain_info
@@ -207,8 +209,9 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
                   ) -> dict[str, tuple[float, float]]:
     """Chapter 06's claims under one training seed on the course's face model (its seed-0 pre-training), every
     model frozen through conv4_x on the same cached maps: ``scan_vs_plain`` (SCAN+CCI vs the plain ResNet with
-    the same trainable budget, ``make_plain``; macro-F1, Table 2), ``scan_pretraining`` (SCAN+CCI on the pre-trained vs a random body, macro-F1,
-    Table 4) and ``scan_occlusion`` (minus each model's accuracy drop from unoccluded to occluded frames)."""
+    the same trainable budget, ``make_plain``; macro-F1, Table 2), ``scan_pretraining`` (SCAN+CCI on the
+    pre-trained vs a random body drawn once at seed 0, macro-F1, Table 4) and ``scan_occlusion`` (minus each
+    model's accuracy drop from unoccluded to occluded frames)."""
     from affectlab.recipes import start
     from affectlab.recipes.pretrain import face_feature_model
 
@@ -222,7 +225,7 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
 
     scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
     plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
-    body = random_body(face, seed)
+    body = random_body(face)   # drawn once (seed 0), as the face model is pre-trained once
     rmaps = {s: cached_maps(body, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
     scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed, quiet=True)
     out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
