@@ -70,6 +70,20 @@ def rows_key(df) -> str:
                list(labels.columns))
 
 
+def tensors_key(tensors: dict) -> str:
+    """A short hash of a dict of tensors or arrays — names, shapes, dtypes and bytes: the key of anything
+    computed from data already in memory (cached features, cached maps)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        v = tensors[name]
+        a = np.ascontiguousarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+        h.update(f"{name}\0{a.shape}\0{a.dtype}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def data_key(root: str | os.PathLike) -> str:
     """What a data root holds, for the keys of results computed from a whole dataset (the face feature model,
     the claims): the synthetic world's content hash (its generator's manifest), or for real data a hash over

@@ -70,3 +70,60 @@ def test_a_long_training_says_after_its_first_epoch_about_how_long_it_takes(caps
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-2)  # one epoch: nothing to foresee
     assert "first epoch" not in capsys.readouterr().out
+
+
+def _tiny_learner(seed: int):
+    """A Learner of a small regression, its weights drawn under ``seed``: the same seed, the same Learner."""
+    import torch
+
+    from affectlab.data.loaders import tensor_dls
+    from affectlab.train import Plan, make_learner
+
+    g = torch.Generator().manual_seed(123)
+    x, y = torch.randn(96, 4, generator=g), torch.randn(96, 1, generator=g)
+    dls = tensor_dls(((x[:64],), {"y": y[:64]}), ((x[64:],), {"y": y[64:]}), bs=16, seed=0)
+    torch.manual_seed(seed)
+    learn = make_learner(dls, torch.nn.Linear(4, 1), lambda p, t: ((p - t["y"]) ** 2).mean(), device="cpu")
+    learn.plan = Plan(3, 1e-2, "one_cycle")
+    return learn
+
+
+def _same_rng(a: dict, b: dict) -> bool:
+    import torch
+
+    def same(x, y):
+        if isinstance(x, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        return torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+
+    return all(same(a[k], b[k]) for k in ("torch", "numpy", "python"))
+
+
+def test_fit_or_reuse_trains_once_then_reads_the_weights_the_table_and_the_curve(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from affectlab.epoch_table import fit_or_reuse
+    from affectlab.rng import capture_rng
+
+    monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)
+    learn = _tiny_learner(0)
+    before = capture_rng()
+    first = fit_or_reuse(learn, "tiny-fit", {"lr": 1e-2}, code="")
+    assert _same_rng(capture_rng(), before)   # a fit leaves the random states as a read does: untouched
+    assert not first.reused and len(first.epoch_table.rows) == 3 and len(first.curve.values) == 3
+    assert first.epoch_table.rows[0][1] in capsys.readouterr().out        # it trained where the student sees it
+
+    learn = _tiny_learner(0)
+    before = capture_rng()
+    again = fit_or_reuse(learn, "tiny-fit", {"lr": 1e-2}, code="")
+    assert _same_rng(capture_rng(), before)
+    assert again.reused and capsys.readouterr().out == ""                 # read, not trained
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert again.epoch_table == first.epoch_table and again.curve == first.curve
+
+    fresh = fit_or_reuse(_tiny_learner(0), "tiny-fit", {"lr": 1e-2}, code="", retrain=True, quiet=True)
+    assert not fresh.reused and fresh.epoch_table.without_time() == first.epoch_table.without_time()
+
+    # another initial draw or other settings is another model: trained, never read
+    assert not fit_or_reuse(_tiny_learner(1), "tiny-fit", {"lr": 1e-2}, code="", quiet=True).reused
+    assert not fit_or_reuse(_tiny_learner(0), "tiny-fit", {"lr": 2e-2}, code="", quiet=True).reused

@@ -80,7 +80,7 @@ def recorder(monkeypatch, tmp_path, request, shared_inputs):
         (home / "pyproject.toml").write_text("")
         return home
 
-    # What a path trains (the FaceChannels' cached models, the claims' results) stays in the path's own cache; the
+    # What a path trains (the cached FaceChannels, SCAN fits and FaceRNet variants, the claims' results) stays in the path's own cache; the
     # frozen inputs every path computes alike (the face model, which the recorder leaves untrained, and the
     # features and maps through it) are computed once for this file, in a cache the paths and tests share.
     from affectlab import cache as caching
@@ -88,7 +88,7 @@ def recorder(monkeypatch, tmp_path, request, shared_inputs):
     real_cached, inputs_home = caching.cached, shared_inputs
 
     def cached(name, key_, compute, **kw):
-        if name.startswith(("facechannel-frame-model", "claims/")):
+        if name.startswith(("facechannel-frame-model", "scan-fit", "facernet-variant", "claims/")):   # trained
             return real_cached(name, key_, compute, **kw)
         with monkeypatch.context() as m:
             m.setenv("AFFECTLAB_HOME", str(inputs_home))
@@ -163,8 +163,8 @@ def chapter_scan(profile, root):
     face = face_feature_model(profile, root, "cpu")
     size, key = face.pretrain_info["image_size"], data_key(run.root)
     maps = [sc.cached_maps(face, df, s, size, key, "cpu") for s, df in (("train", tr), ("valid", va))]
-    sc.fit_and_score(sc.make_scancci(face, run.S), *maps, run.S, run.device, SEED)
-    sc.fit_and_score(sc.make_plain(face, run.S), *maps, run.S, run.device, SEED)
+    sc.fit_and_score(sc.make_scancci(face, run.S, SEED), *maps, run.S, run.device, SEED)
+    sc.fit_and_score(sc.make_plain(face, run.S, SEED), *maps, run.S, run.device, SEED)
 
 
 def chapter_facernet(profile, root):

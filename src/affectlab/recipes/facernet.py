@@ -333,11 +333,16 @@ def _rewind(dls) -> None:
 
 
 def fit_variant(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", quiet: bool = True,
-                **model_kw):
+                data_key: str | None = None, retrain: bool = False, **model_kw):
     """``FaceRNet(t, hidden, dense, **model_kw)`` (``tasks``, ``rnn``, ``length_mode``, ...) trained by
     ``learner`` with the recipe's settings ``S`` under ``seed``, the best epoch on validation ρ kept; returns
     the Learner. The seed is set and the loaders rewound before the model is built: variants share the data
-    order and the initialisation of their common parts."""
+    order and the initialisation of their common parts.
+
+    With ``data_key`` (what ``dls`` holds: ``features_key``) the fit goes through ``fit_or_reuse``: a variant
+    the claims step (or an earlier run) trained on the same features at the same seed is read from data/cache
+    with its epoch table and learning curve (``learn.reused``); ``retrain`` trains it again."""
+    from affectlab.epoch_table import fit_or_reuse
     from affectlab.models.facernet import FaceRNet
     from affectlab.train import set_seed
 
@@ -345,7 +350,23 @@ def fit_variant(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pear
     set_seed(seed)
     model = FaceRNet(t=S["t"], hidden=S["hidden"], dense=S["dense"], **{"n_classes": editions.space_of(S).n_classes,
                                                                          **model_kw})
-    return train_facernet(dls, model, S, device, seed, loss=loss, quiet=quiet, keep_best=True)
+    if data_key is None:
+        return train_facernet(dls, model, S, device, seed, loss=loss, quiet=quiet, keep_best=True)
+    learn = fit_or_reuse(learner(S, model, dls, device, seed, loss=loss, keep_best=True), "facernet-variant", S,
+                         seed, loss, sorted(model_kw.items()), data_key, code="facernet", retrain=retrain,
+                         quiet=quiet)
+    learn.best_epoch = learn.kept_epoch
+    return learn
+
+
+def features_key(train, valid, features: dict) -> str:
+    """What FaceRNet's cached-feature fits train on, as a cache key: the videos, their lengths and intensities
+    (both splits) and their per-frame REC features."""
+    from affectlab.cache import key, tensors_key
+
+    targets = list(train.attrs.get("targets", REACTIONS))
+    rows = lambda df: df[["video", "length", *targets]].to_json()  # noqa: E731
+    return key(rows(train), rows(valid), tensors_key(features))
 
 
 def score(preds: dict, targs: dict, targets: Sequence[str] = REACTIONS) -> dict[str, float]:
@@ -356,15 +377,17 @@ def score(preds: dict, targs: dict, targets: Sequence[str] = REACTIONS) -> dict[
     return {"pearson": reaction_pearson(targs["intensity"], preds["intensity"], targets)}
 
 
-def variant_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", **model_kw) -> float:
+def variant_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pearson", data_key: str | None = None,
+                retrain: bool = False, **model_kw) -> float:
     """``fit_variant``'s mean Pearson ρ over the reactions on the whole validation split."""
     from affectlab.train import predict
 
-    return score(*predict(fit_variant(S, dls, device, seed, loss=loss, **model_kw), dls.valid))["pearson"]
+    learn = fit_variant(S, dls, device, seed, loss=loss, data_key=data_key, retrain=retrain, **model_kw)
+    return score(*predict(learn, dls.valid))["pearson"]
 
 
 def best_lr_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str, known: dict | None = None,
-                factors=(1 / 3, 1, 3)) -> float:
+                factors=(1 / 3, 1, 3), data_key: str | None = None) -> float:
     """``variant_rho`` at the best of the learning rates ``S["lr"] * factors``: the settings were tuned for
     the Pearson loss, and MSE on the same rate ends near ρ 0, so the loss comparison gives MSE this small
     search (``known``: {lr: ρ} already measured). The Pearson side keeps its tuned rate: the search could only
@@ -372,7 +395,7 @@ def best_lr_rho(S: dict, dls, device="auto", seed: int = 0, *, loss: str, known:
     known = dict(known or {})
     for lr in (S["lr"] * f for f in factors):
         if lr not in known:
-            known[lr] = variant_rho({**S, "lr": lr}, dls, device, seed, loss=loss)
+            known[lr] = variant_rho({**S, "lr": lr}, dls, device, seed, loss=loss, data_key=data_key)
     return max(known.values())
 
 
@@ -401,13 +424,15 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     hume_tr, hume_va, feats = hume_rec_features(run.root, trunk, S, dev, seed)
     dls = video_dls(hume_tr, hume_va, t=S["t"], bs=S["batch_size"], features={k: v.numpy() for k, v in feats.items()},
                     device=dev, seed=seed)
-    full = variant_rho(S, dls, dev, seed)
-    fixed = variant_rho(S, dls, dev, seed, length_mode="fixed", fixed_len=fixed_length(hume_tr))
+    # each fit kept in data/cache: chapter 07 at this seed reads the ones it trains too (fit_or_reuse)
+    dk = features_key(hume_tr, hume_va, feats)
+    full = variant_rho(S, dls, dev, seed, data_key=dk)
+    fixed = variant_rho(S, dls, dev, seed, length_mode="fixed", fixed_len=fixed_length(hume_tr), data_key=dk)
     out = {"facernet_mask": (full, fixed),
-           "facernet_pearson": (full, best_lr_rho(S, dls, dev, seed, loss="mse")),
-           "facernet_gru": (full, variant_rho(S, dls, dev, seed, rnn="lstm"))}
+           "facernet_pearson": (full, best_lr_rho(S, dls, dev, seed, loss="mse", data_key=dk)),
+           "facernet_gru": (full, variant_rho(S, dls, dev, seed, rnn="lstm", data_key=dk))}
     if all_reps:
-        out["facernet_all_reps"] = (full, max(variant_rho(S, dls, dev, seed, tasks=(r,))
+        out["facernet_all_reps"] = (full, max(variant_rho(S, dls, dev, seed, tasks=(r,), data_key=dk)
                                               for r in SINGLE_REPRESENTATIONS))
     return out
 

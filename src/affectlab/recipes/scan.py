@@ -7,7 +7,7 @@ classifier — on them (``maps_dls``, ``learner``); ``profile="paper"`` trains e
     from affectlab.recipes import scan as recipe
     train_maps = recipe.cached_maps(face, train_df, "train", size, affectlab.cache.data_key(root), device)
     dls = recipe.maps_dls(train_maps, valid_maps, bs=S["batch_size"], sampler=..., device=device, seed=seed)
-    learn = affectlab.train.fit(recipe.learner(S, recipe.make_scancci(face, S), dls, device, seed))
+    learn = affectlab.train.fit(recipe.learner(S, recipe.make_scancci(face, S, seed), dls, device, seed))
     recipe.score(*affectlab.train.predict(learn))
 
 The modules (``SCANCCI``, ``PlainResNet``, ``CachedMaps``, the attention blocks) and ``scancci_loss`` are in
@@ -162,33 +162,49 @@ def data(root: Path, S: dict, seed: int):
 
 
 def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings: dict, device="auto", seed: int = 0,
-                  occluded=None, *, quiet: bool = False):
+                  occluded=None, *, quiet: bool = False, retrain: bool = False, learner_out: list | None = None):
     """``model`` trained on cached maps (rare classes drawn more often, as the paper's imbalanced sampler) and
     scored on every validation frame: ``(scores, predicted classes)``; with an ``occluded`` mask, also
     accuracy and macro-F1 on the occluded and the unoccluded frames. ``quiet``: no progress bar or epoch
-    table (the claims step)."""
+    table (the claims step).
+
+    The fit goes through ``fit_or_reuse``, keyed by the model's initial weights, the settings, the seed and the
+    maps: a model the claims step (or an earlier run) trained exactly so is read from data/cache with its epoch
+    table and learning curve (``retrain``: train it again). ``learner_out``: a list the Learner is appended to
+    (``reused``, ``epoch_table``, ``curve``), for a chapter to show its training."""
+    from affectlab.cache import tensors_key
     from affectlab.data.clean import imbalanced_sampler
+    from affectlab.epoch_table import fit_or_reuse
     from affectlab.train import predict
 
     dls = maps_dls(train_maps, valid_maps, bs=settings["batch_size"],
                    sampler=imbalanced_sampler(train_maps["expr"].numpy(), seed=seed), device=device, seed=seed)
-    learn = fit(learner(settings, model, dls, device, seed), quiet=quiet)
+    learn = fit_or_reuse(learner(settings, model, dls, device, seed), "scan-fit", settings, seed,
+                         tensors_key(train_maps), tensors_key(valid_maps), code="scan", retrain=retrain, quiet=quiet)
+    if learner_out is not None:
+        learner_out.append(learn)
     preds, targs = predict(learn, dls.valid)
     return score(preds, targs, occluded), preds["expr"].argmax(-1).numpy()
 
 
-def make_scancci(body: nn.Module, settings: dict) -> SCANCCI:
+def make_scancci(body: nn.Module, settings: dict, seed: int | None = None) -> SCANCCI:
     """SCAN + CCI on a copy of ``body`` with the profile's m, k, hidden width, shared local SCAN and frozen
-    stages."""
+    stages; with ``seed``, its new layers drawn under that seed (``set_seed`` first), whatever was drawn
+    before: the chapter and the claims step then build the same model at the same seed."""
     S = settings
+    if seed is not None:
+        set_seed(seed)
     return SCANCCI(copy.deepcopy(body), editions.space_of(S).n_classes, m=S["m"], k=S["k"], hidden=S["hidden"],
                    shared_local=S["shared_local"], freeze_through=S["freeze_through"])
 
 
-def make_plain(body: nn.Module, settings: dict) -> PlainResNet:
+def make_plain(body: nn.Module, settings: dict, seed: int | None = None) -> PlainResNet:
     """The plain baseline on a copy of ``body`` with the same trainable budget as SCAN+CCI: the same stages
     frozen, and, when the backbone is frozen (quick), conv5_x too — SCAN+CCI has no conv5_x, so both then
-    train only their heads on the same frozen pre-trained maps; with nothing frozen (paper) both train all."""
+    train only their heads on the same frozen pre-trained maps; with nothing frozen (paper) both train all.
+    ``seed``: its classifier drawn under that seed, as ``make_scancci``."""
+    if seed is not None:
+        set_seed(seed)
     frozen = settings["freeze_through"] is not None
     return PlainResNet(copy.deepcopy(body), editions.space_of(settings).n_classes,
                        freeze_through=settings["freeze_through"], train_conv5=not frozen)
@@ -223,11 +239,14 @@ def paired_claims(seed: int, profile: str = "quick", data_root=None, device="aut
     size, dk = face.pretrain_info["image_size"], data_key(run.root)
     maps = {s: cached_maps(face, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
 
-    scan, _ = fit_and_score(make_scancci(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
-    plain, _ = fit_and_score(make_plain(face, S), maps["train"], maps["valid"], S, dev, seed, occluded, quiet=True)
+    # each fit kept in data/cache: chapter 06 at this seed reads the ones it trains too (fit_or_reuse)
+    scan, _ = fit_and_score(make_scancci(face, S, seed), maps["train"], maps["valid"], S, dev, seed, occluded,
+                            quiet=True)
+    plain, _ = fit_and_score(make_plain(face, S, seed), maps["train"], maps["valid"], S, dev, seed, occluded,
+                             quiet=True)
     body = random_body(face)   # drawn once (seed 0), as the face model is pre-trained once
     rmaps = {s: cached_maps(body, df, s, size, dk, dev) for s, df in (("train", train_df), ("valid", valid_df))}
-    scratch, _ = fit_and_score(make_scancci(body, S), rmaps["train"], rmaps["valid"], S, dev, seed, quiet=True)
+    scratch, _ = fit_and_score(make_scancci(body, S, seed), rmaps["train"], rmaps["valid"], S, dev, seed, quiet=True)
     out = {"scan_vs_plain": (scan["f1"], plain["f1"]), "scan_pretraining": (scan["f1"], scratch["f1"])}
     if occluded is not None and occluded.any():
         drop = lambda r: r["accuracy_unoccluded"] - r["accuracy_occluded"]  # noqa: E731
@@ -265,6 +284,6 @@ def command_job(S: dict, root: Path, device, seed: int, limit: tuple[int, int] |
     sampler = imbalanced_sampler(train_df.expr.to_numpy(), num_samples=limit[0] if limit else None, seed=seed)
     dls = frame_dls(train_df, valid_df, targets=("expr",), size=S["image_size"], bs=S["batch_size"], augment=True,
                     sampler=sampler, device=device, num_workers=S["num_workers"], seed=seed)
-    learn = learner(S, make_scancci(backbone, S), dls, device, seed)
+    learn = learner(S, make_scancci(backbone, S, seed), dls, device, seed)
     return Job(learn, lambda cbs: fit(learn, cbs), lambda p, t: score(p, t, space=space), model="SCANCCI", variant=S["backbone"], task={},
                n_train=n_train, notes=notes)
