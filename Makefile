@@ -50,9 +50,9 @@ test: install
 	$(PY) -m affectlab.recipes.pretrain --profile quick
 	$(PY) -m pytest tests --durations=25   # the 25 slowest tests: what each part of CI costs
 	# Every chapter under nbval, into a temporary runs folder (never the user's runs/): two groups at once, each
-	# on one thread (two one-thread chapters finish in about 0.6x the time of one after the other on two
-	# threads here), then the results chapter, which reads their metrics. The chapters' default threads run in
-	# `make course`; seed 1 on one thread in tests/notebooks/test_another_numeric_path.py.
+	# on one thread (the quick models gain little from a second thread: see affectlab.claims.run_claims), then
+	# the results chapter, which reads their metrics. The chapters' default threads run in `make course`;
+	# seed 1 on one thread in tests/notebooks/test_another_numeric_path.py.
 	export AFFECTLAB_RUNS=$$(mktemp -d) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; log=$$(mktemp); \
 	$(NBVAL) $(NB_GROUP_A) > $$log 2>&1 & a=$$!; \
 	$(NBVAL) $(NB_GROUP_B); b=$$?; wait $$a; ra=$$?; cat $$log; \

@@ -174,9 +174,11 @@ def run_claims(profile: str = "quick", data_root=None, device="auto", seeds: Seq
     ``jobs`` > 1 (CPU): seed 0 of every recipe trains here, on the default threads, as the chapters do (so a
     chapter at seed 0 finds its models cached, e.g. chapter 03's FaceChannels); the other seeds train ``jobs``
     at a time, each in its own process on one thread. The quick models are too small for two threads to help
-    much (a chapter on one thread takes about 1.15x its two-thread time here), so two one-thread processes
-    finish the same seeds in about 0.6x the time. Each seed's two sides train in the same process, so every
-    pair stays paired; a seed on one thread sums in another order, as another seed draws other numbers."""
+    much, so on the course's 2-core machine two one-thread processes finished two seeds in 0.55x the time of
+    one after the other on two threads for FaceRNET, 0.68x for SCAN+CCI and about 1.0x for the FaceChannels
+    (``make course``). Each seed's two sides train in the same process, so every pair stays paired; a seed on
+    one thread sums in another order, as another seed draws other numbers (FaceRNET's pairs came out the same
+    to three decimals on one thread as on two; the FaceChannels' did not)."""
     from affectlab.paths import runs_dir
 
     unknown = sorted(set(only or ()) - set(BY_ID))
