@@ -3,8 +3,9 @@ kept with the model, so a chapter that reuses a cached model shows the training 
 
 ``affectlab.train.fit`` attaches ``KeepEpochTable`` to every fit: ``learn.epoch_table`` then holds each row as
 fastai printed it (or would have, under ``quiet``). A recipe stores it beside the weights in ``data/cache``
-(``to_tensor`` / ``from_tensor``: the cache holds tensors only); ``show`` prints it again. ``fit_or_reuse``
-does both for any Learner: it trains, or reads what a fit of exactly that Learner stored.
+(``to_tensor`` / ``from_tensor``: the cache holds tensors only); ``show`` prints it again.
+``affectlab.train.fit_or_reuse`` does both for any Learner: it trains, or reads what a fit of exactly that
+Learner stored.
 """
 from __future__ import annotations
 
@@ -104,47 +105,8 @@ class SayHowLong(Callback):
                   f"{total / 60:.1f} min here", flush=True)
 
 
-def fit_or_reuse(learn, name: str, *key_parts, code: str, retrain: bool = False, quiet: bool = False):
-    """``affectlab.train.fit(learn)``, or — when a fit of exactly this Learner was stored before (the claims
-    step at the chapter's seed, an earlier run) — its weights, epoch table and learning curve read from
-    data/cache/``name``-<key>.pt instead. Exactly: the key holds the model's initial weights (the same draw),
-    ``key_parts`` (the caller's settings, seed and a key of the data it trains on), the device type, the thread
-    count (one thread sums in another order) and the training code (``code_key(code)``). ``retrain``: train it
-    again and store that. The random states after it are the same either way (``affectlab.cache.cached``).
-
-    Returns ``learn`` with ``reused``, ``epoch_table``, ``curve`` (``losses`` per batch and ``values``
-    [train loss, valid loss] per epoch, as fastai's recorder holds them) and ``kept_epoch`` (the epoch whose
-    weights a keep-the-best callback put back, else None)."""
-    from types import SimpleNamespace
-
-    from affectlab.cache import cached, code_key, is_cached, key
-    from affectlab.train import fit, weights_digest
-
-    device = next(learn.model.parameters()).device.type
-    k = key(weights_digest(learn.model), *key_parts, device, torch.get_num_threads(), code_key(code))
-    reused = is_cached(name, k) and not retrain
-
-    def train() -> dict[str, torch.Tensor]:
-        fit(learn, quiet=quiet)
-        kept = next((cb.best_epoch for cb in learn.cbs if getattr(cb, "best_epoch", None) is not None), None)
-        r = learn.recorder
-        return {**{f"model.{n}": v.detach().cpu().contiguous() for n, v in learn.model.state_dict().items()},
-                "curve.losses": torch.tensor([float(x) for x in r.losses]),
-                "curve.values": torch.tensor([[float(x) for x in v[:2]] for v in r.values]),
-                "curve.table": learn.epoch_table.to_tensor(), "kept_epoch": torch.tensor(-1 if kept is None else kept)}
-
-    out = cached(name, k, train, refresh=retrain)
-    if reused:
-        learn.model.load_state_dict({n[6:]: v for n, v in out.items() if n.startswith("model.")})
-        learn.epoch_table = EpochTable.from_tensor(out["curve.table"])
-    learn.reused = reused
-    learn.curve = SimpleNamespace(losses=out["curve.losses"].tolist(), values=out["curve.values"].tolist())
-    learn.kept_epoch = None if int(out["kept_epoch"]) < 0 else int(out["kept_epoch"])
-    return learn
-
-
 def plot_learning_curve(curve, ax=None, title: str = "learning curve"):
-    """Training loss per batch and validation loss per epoch of a ``fit_or_reuse`` curve (a trained or a
+    """Training loss per batch and validation loss per epoch of a ``train.fit_or_reuse`` curve (a trained or a
     reused model alike)."""
     import matplotlib.pyplot as plt
     import numpy as np

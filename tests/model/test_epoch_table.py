@@ -102,7 +102,7 @@ def _same_rng(a: dict, b: dict) -> bool:
 def test_fit_or_reuse_trains_once_then_reads_the_weights_the_table_and_the_curve(tmp_path, monkeypatch, capsys):
     import torch
 
-    from affectlab.epoch_table import fit_or_reuse
+    from affectlab.train import fit_or_reuse
     from affectlab.rng import capture_rng
 
     monkeypatch.setattr(cache, "cache_dir", lambda: tmp_path)

@@ -342,7 +342,7 @@ def fit_variant(S: dict, dls, device="auto", seed: int = 0, *, loss: str = "pear
     With ``data_key`` (what ``dls`` holds: ``features_key``) the fit goes through ``fit_or_reuse``: a variant
     the claims step (or an earlier run) trained on the same features at the same seed is read from data/cache
     with its epoch table and learning curve (``learn.reused``); ``retrain`` trains it again."""
-    from affectlab.epoch_table import fit_or_reuse
+    from affectlab.train import fit_or_reuse
     from affectlab.models.facernet import FaceRNet
     from affectlab.train import set_seed
 

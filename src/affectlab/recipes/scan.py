@@ -174,7 +174,7 @@ def fit_and_score(model: nn.Module, train_maps: dict, valid_maps: dict, settings
     (``reused``, ``epoch_table``, ``curve``), for a chapter to show its training."""
     from affectlab.cache import tensors_key
     from affectlab.data.clean import imbalanced_sampler
-    from affectlab.epoch_table import fit_or_reuse
+    from affectlab.train import fit_or_reuse
     from affectlab.train import predict
 
     dls = maps_dls(train_maps, valid_maps, bs=settings["batch_size"],
