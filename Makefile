@@ -10,14 +10,6 @@ OUT ?= runs/$(PROFILE)
 PRESET := $(if $(filter paper,$(PROFILE)),full,quick)
 DATA ?= $(if $(filter quick,$(PRESET)),data/synthetic,data/synthetic-$(PRESET))
 
-NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider
-# make test's nbval groups, of about equal one-thread time; 08 runs after 06, whose SCAN maps it reuses from the
-# cache. Every chapter once: tests/unit/test_makefile.py
-NB_GROUP_A := notebooks/06_scan_cci.ipynb notebooks/08_gradcam.ipynb notebooks/04_senet50_finetune.ipynb \
-	notebooks/01_datasets.ipynb notebooks/00_setup_and_tour.ipynb notebooks/02_metrics_and_losses.ipynb
-NB_GROUP_B := notebooks/07_facernet.ipynb notebooks/03_facechannel.ipynb notebooks/05_multitask_temporal.ipynb
-NB_LAST := notebooks/09_results.ipynb
-
 .PHONY: install course test test-fast bench spread results clean-notebooks data clean
 
 $(VENV)/.installed: pyproject.toml
@@ -49,14 +41,8 @@ test: install
 	$(PY) -m affectlab.data.synth --preset quick --corpora vidmimic --out $(DATA)-vidmimic
 	$(PY) -m affectlab.recipes.pretrain --profile quick
 	$(PY) -m pytest tests --durations=25   # the 25 slowest tests: what each part of CI costs
-	# Every chapter under nbval, into a temporary runs folder (never the user's runs/): two groups at once, each
-	# on one thread (the quick models gain little from a second thread: see affectlab.claims.run_claims), then
-	# the results chapter, which reads their metrics. The chapters' default threads run in `make course`;
-	# seed 1 on one thread in tests/notebooks/test_another_numeric_path.py.
-	export AFFECTLAB_RUNS=$$(mktemp -d) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; log=$$(mktemp); \
-	$(NBVAL) $(NB_GROUP_A) > $$log 2>&1 & a=$$!; \
-	$(NBVAL) $(NB_GROUP_B); b=$$?; wait $$a; ra=$$?; cat $$log; \
-	$(NBVAL) $(NB_LAST) && [ $$ra = 0 ] && [ $$b = 0 ]
+	# The chapters write their metrics into a temporary runs folder, never into the user's runs/
+	AFFECTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
 test-fast: install
 	$(PY) -m pytest tests/unit tests/data tests/model

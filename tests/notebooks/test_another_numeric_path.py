@@ -2,8 +2,8 @@
 07 FaceRNET, 08 Grad-CAM's models) run once more with ``seed=1`` and ``OMP_NUM_THREADS=1``.
 
 Another CPU, another thread count or another seed trains to other numbers; nbval runs every chapter with
-seed 0 (on one thread, two chapters at a time; `make course` runs them on the default threads), so an
-assertion tuned to one machine's exact numbers would pass there and fail at a user's. Here it fails in CI. (``python -m affectlab.spread`` measures the full spread.)
+seed 0 and the default threads, so an assertion tuned to one machine's exact numbers would pass there and
+fail at a user's. Here it fails in CI. (``python -m affectlab.spread`` measures the full spread.)
 """
 import json
 import os

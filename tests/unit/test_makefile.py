@@ -1,6 +1,5 @@
 """The Makefile's two commands write and train on the world their profile names (checked with `make -n`, which
 prints the commands without running them)."""
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,14 +39,3 @@ def test_the_paper_course_writes_the_full_world_beside_the_quick_one():
 def test_the_tests_run_on_the_quick_world():
     synth = [line for line in _dry_run("test") if "affectlab.data.synth" in line]
     assert synth and all("--preset quick" in line and "data/synthetic" in line for line in synth)
-
-
-def test_the_tests_run_every_chapter_under_nbval_once_and_the_results_chapter_last():
-    lines = [line for line in subprocess.run(["make", "-n", "-B", "test", "VENV=.venv-dry-run"], cwd=REPO,
-                                             capture_output=True, text=True, check=True).stdout.splitlines()
-             if "--nbval" in line]
-    run = [name for line in lines for name in re.findall(r"notebooks/[\w.-]+?\.ipynb", line)]
-    chapters = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "notebooks").glob("*.ipynb"))
-    assert sorted(run) == chapters
-    assert run[-1] == "notebooks/09_results.ipynb" and "&&" in lines[-1]   # after both groups, and it decides
-    assert all("OMP_NUM_THREADS" not in line or "=1" in line for line in lines)
