@@ -383,6 +383,20 @@ def timing_rows(spread: dict, threads: list[str]) -> list[list[str]]:
     return rows
 
 
+def jobs_words(spread: dict) -> str:
+    """How many one-thread runs went at once, per chapter when chapters were measured by different runs
+    (``python -m affectlab.spread --only``): two at once share the cores, so each takes longer than alone."""
+    measured = spread.get("measured")
+    if not measured:
+        return f"one-thread runs went {spread.get('jobs', 1)} at a time."
+    groups: dict[tuple, list[str]] = {}
+    for ch, m in sorted(measured.items()):
+        groups.setdefault((m.get("jobs") or 1, m.get("date")), []).append(ch)
+    return "; ".join(f"chapter{'s' if len(chs) > 1 else ''} {', '.join(chs)}: one-thread runs {jobs} at a time"
+                     f" ({'measured ' + date if date else 'an earlier run'})"
+                     for (jobs, date), chs in groups.items()) + "."
+
+
 def spread_section(inputs: Inputs) -> str:
     sp = inputs.spread
     seeds, threads = run_settings(sp)
@@ -428,8 +442,7 @@ def spread_section(inputs: Inputs) -> str:
     over_words = ("none" if not over else
                   "; ".join(f"chapter {nb[:2]} under {run_words(run)} ({s:.0f} s)" for run, nb, s in over))
     out += ["### Time per chapter", "",
-            f"Seconds per chapter as papermill timed them, min-max over the seeds; one-thread runs went "
-            f"{sp.get('jobs', 1)} at a time.", "",
+            f"Seconds per chapter as papermill timed them, min-max over the seeds; {jobs_words(sp)}", "",
             table(["ch.", *thread_words], timing_rows(sp, threads), right=(1, 2)), "",
             f"Over the {CHAPTER_BUDGET_S // 60}-minute budget of a quick chapter: {over_words}.", ""]
     return "\n".join(out)

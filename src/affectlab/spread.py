@@ -205,6 +205,29 @@ def floor_margins(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def carry_over(table: pd.DataFrame, meta: dict, earlier: dict) -> tuple[pd.DataFrame, dict]:
+    """``table`` and ``meta`` with what an ``earlier`` summary measured of the chapters ``table`` does not hold
+    (``--only 07`` re-measures chapter 07 and keeps the rest): their figures, statuses and seconds under the same
+    run names, and in ``meta["measured"]`` which command measured each chapter when."""
+    have = {nb[:2] for nb in table["notebook"]}
+    runs = list(meta["runs"])
+    kept = [f for f in earlier.get("figures", []) if f["notebook"][:2] not in have]
+    rows = [{**{k: f[k] for k in KEY}, **{k: f.get(k) for k in ("min", "mean", "max", "sd", "spread", "n")},
+             **{r: v for r, v in f.get("runs", {}).items() if r in runs}} for f in kept]
+    merged = pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
+    meta = {**meta, "chapters": sorted(set(meta["chapters"]) | {f["notebook"][:2] for f in kept})}
+    before = earlier.get("measured") or {ch: {k: earlier.get(k) for k in ("command", "jobs")}
+                                         for ch in earlier.get("chapters", [])}
+    meta["measured"] = {**{ch: m for ch, m in before.items() if ch not in have},
+                        **{ch: {k: meta.get(k) for k in ("command", "jobs", "date")} for ch in sorted(have)}}
+    for part in ("status", "seconds"):
+        for run in runs:
+            old = {nb: v for nb, v in earlier.get(part, {}).get(run, {}).items() if nb[:2] not in have}
+            if old:
+                meta[part] = {**meta.get(part, {}), run: {**meta.get(part, {}).get(run, {}), **old}}
+    return merged.sort_values(KEY, kind="stable").reset_index(drop=True), meta
+
+
 def write_summary(table: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     run_cols = [c for c in table.columns if c.startswith("seed")]
@@ -220,6 +243,9 @@ def write_summary(table: pd.DataFrame, meta: dict, out: Path) -> tuple[Path, Pat
           f"Measured by `python -m affectlab.spread` on {meta['machine']['cpu']} ({meta['machine']['cores']} cores, "
           f"torch {meta['machine']['torch']}), runs: {', '.join(meta['runs'])}. "
           "Threads `default` = torch's default (one per core); `1` = `OMP_NUM_THREADS=1`.", "",
+          *([f"Chapter {ch}: `{m.get('command')}`" + (f" on {m['date']}" if m.get("date") else "")
+             + f", one-thread runs {m.get('jobs') or 1} at a time." for ch, m in sorted(meta["measured"].items())]
+            + [""] if meta.get("measured") else []),
           "## The floors chapters assert", "",
           "margin = worst run - floor; sd = standard deviation and spread = max - min over the runs.", "",
           margins.to_markdown(index=False, floatfmt=".3f") if not margins.empty else "(none of these runs)", "",
@@ -273,9 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = summarise(runs_dir, names)
     status = {n: run_status(runs_dir / n) for n in names if (runs_dir / n).is_dir()}
     meta = {"command": "python -m affectlab.spread " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": machine(), "runs": names, "chapters": list(args.only), "status": status,
+            "date": time.strftime("%Y-%m-%d"), "machine": machine(), "runs": names,
+            "chapters": sorted({nb[:2] for nb in table["notebook"]}), "status": status,
             "seconds": {n: run_seconds(runs_dir / n) for n in names if (runs_dir / n).is_dir()},
             "jobs": args.jobs}
+    earlier = out.with_suffix(".json")
+    if earlier.is_file():   # the chapters this run did not measure keep their earlier figures, and say so
+        table, meta = carry_over(table, meta, json.loads(earlier.read_text()))
     json_path, md_path = write_summary(table, meta, out)
     failed = {n: {k: v for k, v in st.items() if v != "ok"} for n, st in status.items()}
     failed = {n: f for n, f in failed.items() if f}

@@ -1,9 +1,11 @@
-"""CI tries another numeric path: the chapters whose figures sat nearest their floors (03 FaceChannel,
-07 FaceRNET, 08 Grad-CAM's models) run once more with ``seed=1`` and ``OMP_NUM_THREADS=1``.
+"""CI tries another numeric path: the chapter whose figures sit nearest their floors (03, the joint
+FaceChannel's macro-F1) runs once more with ``seed=1`` and ``OMP_NUM_THREADS=1``.
 
 Another CPU, another thread count or another seed trains to other numbers; nbval runs every chapter with
 seed 0 and the default threads, so an assertion tuned to one machine's exact numbers would pass there and
-fail at a user's. Here it fails in CI. (``python -m affectlab.spread`` measures the full spread.)
+fail at a user's. Here it fails in CI. ``python -m affectlab.spread`` measures the full spread (chapters 03-08,
+seeds 0-2, both thread counts) before a chapter is committed; CI runs this one chapter of it: 03, 07 and 08
+took 537 s of a 55-minute CI run here, two at a time on one thread.
 """
 import json
 import os
@@ -16,9 +18,10 @@ import pytest
 ROOT = Path(__file__).parents[2]
 # 07 failed here once (FaceRNet ρ 0.113 < 0.15 with a face feature model trained on one thread, seed 1), on the
 # world whose reaction labels were means normalised by clip length. With peak-end labels (generator 1.2) and
-# the best epoch kept, the same path reached ρ 0.33 (face model trained on one thread, seed 1); it stays here
-# because it sat nearest its floor before. (The chapters now build on the seed-0 face model whatever their seed.)
-CHAPTERS = ["03", "07", "08"]   # longest first (see one_thread_runs)
+# the best epoch kept, the same path reached ρ 0.33 (face model trained on one thread, seed 1). 07 and 08 left
+# this test when it outgrew CI's budget; the seed spread holds their six settings. 03 stays: at seed 0 on one
+# thread its joint FC scored macro-F1 0.165 at Adam 1e-2, within what shuffled labels reach.
+CHAPTERS = ["03"]   # longest first, if more (see one_thread_runs)
 
 pytestmark = pytest.mark.slow
 

@@ -54,3 +54,31 @@ def test_written_summary_is_read_back_by_chapters(runs, tmp_path):
     assert shown.loc[("FaceRNet", "full", "pearson"), "this run"] == 0.2
     assert shown.loc[("FaceRNet", "full", "pearson"), "min"] == 0.12
     assert spread_of("07_facernet", path=tmp_path / "missing.json").empty
+
+
+def test_a_partial_run_keeps_the_other_chapters_earlier_figures_and_says_which_run_measured_them(runs, tmp_path):
+    from affectlab.spread import carry_over
+
+    earlier_table = summarise(runs)
+    _run(runs, "seed0-threadsdefault", "03_facechannel", {("FaceChannel", "FC", "f1"): 0.2})
+    earlier = {"command": "python -m affectlab.spread --jobs 2", "jobs": 2, "chapters": ["03", "07"],
+               "status": {"seed0-threadsdefault": {"03_facechannel": "ok", "07_facernet": "ok"}},
+               "seconds": {"seed0-threadsdefault": {"03_facechannel": 99.0, "07_facernet": 150.0}}}
+    path, _ = write_summary(summarise(runs), {**earlier, "machine": {"cpu": "x", "cores": 2, "torch": "t"},
+                                              "runs": ["seed0-threadsdefault"]}, tmp_path / "earlier" / "s")
+    earlier = json.loads(path.read_text())
+    # now only chapter 07 is measured again, with other numbers
+    table = earlier_table.assign(**{"seed0-threadsdefault": 0.3, "min": 0.3})
+    meta = {"command": "python -m affectlab.spread --only 07", "jobs": 1, "date": "2026-12-07",
+            "runs": ["seed0-threadsdefault"], "chapters": ["07"],
+            "status": {"seed0-threadsdefault": {"07_facernet": "ok"}},
+            "seconds": {"seed0-threadsdefault": {"07_facernet": 120.0}}}
+    merged, meta = carry_over(table, meta, earlier)
+    assert sorted(merged["notebook"].unique()) == ["03_facechannel", "07_facernet"]
+    assert merged.set_index("notebook").loc["07_facernet", "min"] == 0.3              # this run's, not the earlier
+    assert merged.set_index("notebook").loc["03_facechannel", "seed0-threadsdefault"] == 0.2
+    assert meta["chapters"] == ["03", "07"]
+    assert meta["seconds"]["seed0-threadsdefault"] == {"07_facernet": 120.0, "03_facechannel": 99.0}
+    assert meta["status"]["seed0-threadsdefault"] == {"07_facernet": "ok", "03_facechannel": "ok"}
+    assert meta["measured"]["07"] == {"command": "python -m affectlab.spread --only 07", "jobs": 1, "date": "2026-12-07"}
+    assert meta["measured"]["03"]["command"] == "python -m affectlab.spread --jobs 2"
