@@ -167,8 +167,8 @@ def _timed_pair(name: str, seed: int, profile: str, data_root, device, overrides
 def run_claims(profile: str = "quick", data_root=None, device="auto", seeds: Sequence[int] | None = None,
                only: Sequence[str] | None = None, out: str | Path | None = None, log=print,
                overrides: dict[str, dict] | None = None, cache: bool = True, jobs: int = 1) -> list[dict]:
-    """Decide every claim (or ``only`` those ids) and write ``<out>/directions.json`` (default
-    runs/<profile>); ``seeds`` overrides each claim's own number of seeds 0..n-1; ``overrides`` maps a recipe
+    """Decide every claim (or ``only`` those ids: the others keep their records there) and write
+    ``<out>/directions.json`` (default runs/<profile>); ``seeds`` overrides each claim's own number of seeds 0..n-1; ``overrides`` maps a recipe
     name to settings of its own (e.g. ``{"facechannel": {"epochs": 1}}``; a test of the machinery).
 
     ``jobs`` > 1 (CPU): seed 0 of every recipe trains here, on the default threads, as the chapters do (so a
@@ -234,7 +234,14 @@ def run_claims(profile: str = "quick", data_root=None, device="auto", seeds: Seq
     out_dir = Path(out) if out is not None else runs_dir() / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "directions.json"
-    atomic_write_text(path, json.dumps(records, indent=1))
+    written = records
+    if only and path.is_file():   # the claims not run keep their earlier records (in the registry's order)
+        decided = {r["id"]: r for r in load_directions(path)} | {r["id"]: r for r in records}
+        kept = sorted(set(decided) - {r["id"] for r in records})
+        if kept:
+            log(f"claims: {', '.join(kept)} keep their earlier records in {path}")
+        written = [decided[c.id] for c in CLAIMS if c.id in decided]
+    atomic_write_text(path, json.dumps(written, indent=1))
     n_hold = sum(r["verdict"] == "holds" for r in records)
     log(f"claims: {n_hold} of {len(records)} hold -> {path}")
     return records

@@ -572,7 +572,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto")
     c.add_argument("--seeds", nargs="+", type=int, default=None,
                    help="training seeds for every claim (default: each claim's own, 3 or 5 from 0)")
-    c.add_argument("--only", nargs="+", metavar="CLAIM", help="decide only these claim ids")
+    c.add_argument("--only", nargs="+", metavar="CLAIM", help="decide only these claim ids (the others keep their records in directions.json)")
     c.add_argument("--jobs", type=int, default=1,
                    help="seeds after 0 trained this many at a time, one thread each (e.g. 2 on a 2-core CPU)")
     return p

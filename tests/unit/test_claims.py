@@ -96,3 +96,24 @@ def test_the_mse_side_gets_its_best_of_three_learning_rates(monkeypatch):
     # A rate already measured (the chapter's own fit) is not trained again.
     assert facernet.best_lr_rho(S, None, loss="mse", known={3e-3: 0.5}) == 0.5
     assert sorted(lr for _, lr in calls) == pytest.approx([1e-3, 9e-3])
+
+
+def test_a_run_of_some_claims_keeps_the_others_earlier_records(monkeypatch, tmp_path):
+    """``--only fc_joint`` re-decides that claim; the chapters still find every other verdict."""
+    pairs = {"fc_joint": (0.3, 0.2), "fc_sequence": (0.25, 0.3)}
+
+    def fake_pair(name, seed, *args):
+        return name, seed, {cid: (a + seed / 100, b) for cid, (a, b) in pairs.items()}, 0.0
+
+    monkeypatch.setattr(C, "_timed_pair", fake_pair)
+    first = C.run_claims(only=["fc_joint", "fc_sequence"], out=tmp_path, log=lambda *_: None)
+    assert [r["id"] for r in first] == ["fc_joint", "fc_sequence"]
+    pairs = {"fc_joint": (0.1, 0.2), "fc_sequence": (0.25, 0.3)}
+    lines = []
+    again = C.run_claims(only=["fc_joint"], out=tmp_path, log=lines.append)
+    assert [r["id"] for r in again] == ["fc_joint"]
+    written = {r["id"]: r for r in C.load_directions(tmp_path / "directions.json")}
+    assert list(written) == ["fc_joint", "fc_sequence"]                  # the registry's order
+    assert written["fc_joint"]["verdict"] == "opposite"                   # this run's
+    assert written["fc_sequence"] == first[1]                             # the earlier record, as it was
+    assert any("fc_sequence keep their earlier records" in line for line in lines)
