@@ -435,6 +435,15 @@ def au_f1(head: str = "au") -> HeadMetric:
     return HeadMetric(au_mean_f1, head, "au_f1", invalid=INVALID_AU, transform=_sigmoid)
 
 
+def task_metrics(tasks: Sequence[str], n_classes: int = len(EXPRESSIONS)) -> list[HeadMetric]:
+    """The columns fastai's epoch table shows for a model predicting ``tasks`` (``"expr"``, ``"valence"``,
+    ``"arousal"``, or ``"va"`` for both), each over the whole validation set: macro-F1 and accuracy of the
+    expressions, CCC of each VA dimension. They watch the training; they do not change it."""
+    tasks = set(tasks) | ({"valence", "arousal"} if "va" in tasks else set())
+    out = [expr_f1(n_classes=n_classes), expr_accuracy()] if "expr" in tasks else []
+    return out + [va_ccc(d) for d in ("valence", "arousal") if d in tasks]
+
+
 def reaction_pearson_metric(head: str = "intensity", targets: Sequence[str] = REACTIONS) -> HeadMetric:
     """Mean Pearson ρ over the intensity columns ``targets`` (Hume-Reaction's 7 reactions by default; a
     video data set's ``dls.targets``). Named ``reaction_pearson`` whatever the targets: FaceRNET's recipe keeps

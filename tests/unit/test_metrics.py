@@ -148,3 +148,21 @@ def test_va_metric_reads_one_column():
     m.accumulate(_FakeLearner({"va": torch.tensor(p)}, {"va": torch.tensor(t)}))
     assert m.value == pytest.approx(ccc_reference(t[5:, 1], p[5:, 1]), abs=1e-5)
     assert m.name == "ccc_arousal"
+
+
+def test_task_metrics_name_the_columns_of_the_heads_a_model_has():
+    """FC_A's table shows arousal only, the joint FC's all four columns; the values are the chapter's scores."""
+    names = lambda tasks, **kw: [m.name for m in M.task_metrics(tasks, **kw)]  # noqa: E731
+    assert names(("arousal",)) == ["ccc_arousal"]
+    assert names(("arousal", "valence", "expr")) == ["expr_f1", "expr_acc", "ccc_valence", "ccc_arousal"]
+    assert names(("expr", "va")) == names(("expr", "valence", "arousal"))
+    rng = np.random.default_rng(2)
+    t = rng.integers(0, 8, 200)
+    logits = torch.nn.functional.one_hot(torch.tensor(np.where(rng.uniform(size=200) < 0.5, t, 7)), 8).float()
+    f1, acc = M.task_metrics(("expr",), n_classes=8)
+    for m in (f1, acc):
+        m.reset()
+        m.accumulate(_FakeLearner({"expr": logits}, {"expr": torch.tensor(t)}))
+    p = logits.argmax(-1).numpy()
+    assert f1.value == pytest.approx(f1_score(t, p, labels=range(8), average="macro", zero_division=0))
+    assert acc.value == pytest.approx(accuracy_score(t, p))

@@ -134,7 +134,8 @@ def learner(S: dict, name: str, dls, device, seed: int, *, fc: FaceChannel | Non
         epochs, lr = S["epochs"], S["lr"]
     mom = S.get("momentum")
     opt = {"opt_func": partial(SGD, mom=mom)} if mom else {}
-    learn = make_learner(dls, model, facechannel_loss(tasks), device=device, **opt)
+    metrics = M.task_metrics(tasks, editions.space_of(S).n_classes)   # Table I's columns in the epoch table
+    learn = make_learner(dls, model, facechannel_loss(tasks), metrics, device=device, **opt)
     learn.plan = Plan(epochs, lr, "one_cycle", moms=(mom, mom, mom) if mom else None)
     return learn
 

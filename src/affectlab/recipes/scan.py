@@ -117,7 +117,10 @@ def learner(S: dict, model: nn.Module, dls, device, seed: int):
 
     set_seed(seed)
     net = CachedMaps(model) if getattr(dls, "n_inp", 1) == 2 else model
-    learn = make_learner(dls, net, scancci_loss(S["lam"]), device=device, splitter=param_groups,
+    from affectlab.metrics import task_metrics
+
+    learn = make_learner(dls, net, scancci_loss(S["lam"]), task_metrics(("expr",), editions.space_of(S).n_classes),
+                         device=device, splitter=param_groups,
                          opt_func=partial(SGD, mom=S["momentum"], wd=S["weight_decay"]))
     lrs = [S["lr_backbone"], S["lr_heads"]]
     learn.plan = Plan(S["epochs"], lrs, "constant",

@@ -78,7 +78,10 @@ def learner(S: dict, variant: int, dls, device, seed: int, *, feature_dim: int, 
     model = TemporalStatNet(variant, feature_dim, editions.space_of(S).n_classes,
                             lstm_hidden=S["lstm_hidden"], lstm_layers=S["lstm_layers"],
                             dense=S["dense"], dropout=S["dropout"], **({"backbone": backbone} if backbone is not None else {}))
-    learn = make_learner(dls, model, temporal_loss(variant), device=device)
+    from affectlab.metrics import task_metrics
+
+    metrics = task_metrics(("expr", "va") if model.variant.va else ("expr",), editions.space_of(S).n_classes)
+    learn = make_learner(dls, model, temporal_loss(variant), metrics, device=device)
     learn.plan = Plan(S["epochs"], S["lr"], "one_cycle")
     return learn
 
