@@ -205,10 +205,10 @@ def floor_margins(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def carry_over(table: pd.DataFrame, meta: dict, earlier: dict) -> tuple[pd.DataFrame, dict]:
+def carry_over(table: pd.DataFrame, meta: dict, earlier: dict, ran: Sequence[str] = ()) -> tuple[pd.DataFrame, dict]:
     """``table`` and ``meta`` with what an ``earlier`` summary measured of the chapters ``table`` does not hold
     (``--only 07`` re-measures chapter 07 and keeps the rest): their figures, statuses and seconds under the same
-    run names, and in ``meta["measured"]`` which command measured each chapter when."""
+    run names, and in ``meta["measured"]`` which command last ran each chapter (``ran``: this one's) when."""
     have = {nb[:2] for nb in table["notebook"]}
     runs = list(meta["runs"])
     kept = [f for f in earlier.get("figures", []) if f["notebook"][:2] not in have]
@@ -218,8 +218,9 @@ def carry_over(table: pd.DataFrame, meta: dict, earlier: dict) -> tuple[pd.DataF
     meta = {**meta, "chapters": sorted(set(meta["chapters"]) | {f["notebook"][:2] for f in kept})}
     before = earlier.get("measured") or {ch: {k: earlier.get(k) for k in ("command", "jobs")}
                                          for ch in earlier.get("chapters", [])}
-    meta["measured"] = {**{ch: m for ch, m in before.items() if ch not in have},
-                        **{ch: {k: meta.get(k) for k in ("command", "jobs", "date")} for ch in sorted(have)}}
+    this = {k: meta.get(k) for k in ("command", "jobs", "date")}
+    meta["measured"] = {ch: this if ch in ran or ch not in before else before[ch]
+                        for ch in sorted(set(before) | set(meta["chapters"]))}
     for part in ("status", "seconds"):
         for run in runs:
             old = {nb: v for nb, v in earlier.get(part, {}).get(run, {}).items() if nb[:2] not in have}
@@ -295,7 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             for r in pool.map(lambda x: run_one(*x, runs_dir), parallel):
                 report(r)
-    names = [run_name(s, t) for s, t in configs]
+    earlier_path = out.with_suffix(".json")
+    earlier = json.loads(earlier_path.read_text()) if earlier_path.is_file() else {}
+    # this run's settings and the earlier summary's: a part (--seeds 2) joins the runs already on disk
+    names = list(dict.fromkeys([*earlier.get("runs", []), *(run_name(s, t) for s, t in configs)]))
     table = summarise(runs_dir, names)
     status = {n: run_status(runs_dir / n) for n in names if (runs_dir / n).is_dir()}
     meta = {"command": "python -m affectlab.spread " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -303,9 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "chapters": sorted({nb[:2] for nb in table["notebook"]}), "status": status,
             "seconds": {n: run_seconds(runs_dir / n) for n in names if (runs_dir / n).is_dir()},
             "jobs": args.jobs}
-    earlier = out.with_suffix(".json")
-    if earlier.is_file():   # the chapters this run did not measure keep their earlier figures, and say so
-        table, meta = carry_over(table, meta, json.loads(earlier.read_text()))
+    if earlier:   # the chapters this run did not measure keep their earlier figures, and say so
+        table, meta = carry_over(table, meta, earlier, ran=() if args.summarise_only else args.only)
     json_path, md_path = write_summary(table, meta, out)
     failed = {n: {k: v for k, v in st.items() if v != "ok"} for n, st in status.items()}
     failed = {n: f for n, f in failed.items() if f}

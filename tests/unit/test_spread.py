@@ -73,7 +73,7 @@ def test_a_partial_run_keeps_the_other_chapters_earlier_figures_and_says_which_r
             "runs": ["seed0-threadsdefault"], "chapters": ["07"],
             "status": {"seed0-threadsdefault": {"07_facernet": "ok"}},
             "seconds": {"seed0-threadsdefault": {"07_facernet": 120.0}}}
-    merged, meta = carry_over(table, meta, earlier)
+    merged, meta = carry_over(table, meta, earlier, ran=["07"])
     assert sorted(merged["notebook"].unique()) == ["03_facechannel", "07_facernet"]
     assert merged.set_index("notebook").loc["07_facernet", "min"] == 0.3              # this run's, not the earlier
     assert merged.set_index("notebook").loc["03_facechannel", "seed0-threadsdefault"] == 0.2
