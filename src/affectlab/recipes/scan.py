@@ -2,7 +2,10 @@
 
 The quick profile freezes the pre-trained backbone through conv4_x, caches its (conv3_x, conv4_x) maps once
 (``cached_maps``) and trains only SCAN + CCI — or, for the plain ResNet baseline, conv5_x and its
-classifier — on them (``maps_dls``, ``learner``); ``profile="paper"`` trains everything on images.
+classifier — on them (``maps_dls``, ``learner``). Chapter 06 and the claims step (``fit_and_score``) train on
+these cached maps under every profile, ``profile="paper"`` included: there too only what follows conv4_x
+learns. The paper's set-up, everything trained on images, is ``python -m affectlab.fit scan --profile paper``
+(``command_job``).
 
     from affectlab.recipes import scan as recipe
     train_maps = recipe.cached_maps(face, train_df, "train", size, affectlab.cache.data_key(root), device)
