@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def pytest_collection_finish(session):
                      if getattr(item, "originalname", None) == TEST and hasattr(item, "callspec")})
     if wanted:
         base = Path(tempfile.mkdtemp(prefix="affectlab-one-thread-"))
-        session.config.stash[RUNS] = {"base": base,
+        session.config.stash[RUNS] = {"base": base, "started": time.monotonic(),
                                       "runs": {c: (_start_chapter(c, base / c), base / c) for c in wanted}}
 
 
@@ -58,16 +59,18 @@ def pytest_sessionfinish(session):
 @pytest.fixture(scope="module")
 def one_thread_runs(request) -> dict[str, tuple[int, str, Path]]:
     """{chapter: (exit code, the run's output, its output folder)} of the runs started at collection, once
-    each has finished (or been stopped at ``TIMEOUT_S``)."""
+    each has finished, or has been stopped ``TIMEOUT_S`` after it started (the output then says so)."""
     started = request.config.stash.get(RUNS, None)
     if not started:
         pytest.fail("the one-thread chapter runs were not started at collection (tests/notebooks/conftest.py)")
     done = {}
     for chapter, (proc, out) in started["runs"].items():
+        note = ""
         try:
-            code = proc.wait(timeout=TIMEOUT_S)
+            code = proc.wait(timeout=max(0.0, started["started"] + TIMEOUT_S - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        done[chapter] = (code, (out / "run.log").read_text(errors="replace"), out)
+            note = f"\n[stopped: still running {TIMEOUT_S} s after it started]"
+        done[chapter] = (code, (out / "run.log").read_text(errors="replace") + note, out)
     return done
